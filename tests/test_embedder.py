@@ -1,0 +1,144 @@
+import numpy as np
+import pytest
+
+from twn_rag import EmbeddingResult, InvalidInputError, ReasoningBudget
+from twn_rag.testing import make_sample_image
+
+
+@pytest.fixture
+def mixed_inputs(sample_video):
+    return [
+        "What is seven plus five?",
+        make_sample_image(seed=1),
+        {"text": "a clip", "video": str(sample_video)},
+        {"text": "the invoice total", "image": make_sample_image(seed=2)},
+        "a much longer text input that needs more tokens than the others to check left padding",
+        {"images": [make_sample_image(seed=3), make_sample_image((40, 70), seed=4)]},
+    ]
+
+
+@pytest.fixture
+def calls(embedder, monkeypatch):
+    """Counts forward passes of the backbone outside ``generate`` and the ``generate`` calls
+    (the real ones still run)."""
+    counts = {"forward": 0, "generate": 0, "generate_rows": []}
+    inner = embedder.model._inner_model()
+    handle = inner.register_forward_pre_hook(lambda *a: counts.__setitem__("forward", counts["forward"] + 1))
+    real_generate = embedder.model.backbone.generate
+
+    def counting_generate(**kwargs):
+        counts["generate"] += 1
+        counts["generate_rows"].append(kwargs["input_ids"].shape[0])
+        forwards = counts["forward"]
+        try:
+            return real_generate(**kwargs)
+        finally:
+            counts["forward"] = forwards
+
+    monkeypatch.setattr(embedder.model.backbone, "generate", counting_generate)
+    yield counts
+    handle.remove()
+
+
+def test_results_have_the_documented_shape(embedder, mixed_inputs):
+    results = embedder.encode(mixed_inputs, budget=ReasoningBudget(mode="always", max_thought_tokens=6))
+    assert len(results) == len(mixed_inputs)
+    for r in results:
+        assert isinstance(r, EmbeddingResult)
+        assert r.vector.dtype == np.float32 and r.vector.shape == (embedder.dimension,)
+        assert abs(np.linalg.norm(r.vector) - 1.0) < 1e-5
+        assert 0.0 <= r.gate_score <= 1.0
+        assert isinstance(r.thought, str) and 0 < r.thought_tokens <= 6
+
+
+def test_batched_matches_one_at_a_time(embedder, mixed_inputs):
+    budget = dict(mode="always", max_thought_tokens=6)
+    batched = embedder.encode(mixed_inputs, budget=ReasoningBudget(**budget), batch_size=8)
+    embedder.thought_cache.clear()
+    single = [embedder.encode([x], budget=ReasoningBudget(**budget))[0] for x in mixed_inputs]
+    for a, b in zip(batched, single):
+        np.testing.assert_allclose(a.vector, b.vector, atol=1e-4)
+        assert a.thought == b.thought and a.thought_tokens == b.thought_tokens
+        assert abs(a.gate_score - b.gate_score) < 1e-4
+
+
+def test_no_think_costs_exactly_one_forward_per_batch(embedder, mixed_inputs, calls):
+    never = embedder.encode(mixed_inputs, budget=ReasoningBudget(mode="never"), batch_size=4)
+    assert calls == {"forward": 2, "generate": 0, "generate_rows": []}
+    gate_says_no = ReasoningBudget(mode="adaptive", threshold=1.0)
+    adaptive = embedder.encode(mixed_inputs, budget=gate_says_no, batch_size=4)
+    assert calls["forward"] == 4 and calls["generate"] == 0
+    for a, b in zip(never, adaptive):
+        assert a.thought is None and b.thought is None
+        np.testing.assert_array_equal(a.vector, b.vector)
+        assert a.gate_score == b.gate_score
+
+
+def test_thinking_inputs_generate_together_in_one_call(embedder, mixed_inputs, calls):
+    embedder.thought_cache.clear()
+    results = embedder.encode(
+        mixed_inputs, budget=ReasoningBudget(mode="always", max_thought_tokens=5), batch_size=8
+    )
+    assert calls["generate"] == 1 and calls["generate_rows"] == [len(mixed_inputs)]
+    assert calls["forward"] == 2  # the no-think pass, then the pass with thoughts
+    never = embedder.encode(mixed_inputs, budget=ReasoningBudget(mode="never"))
+    changed = [np.abs(a.vector - b.vector).max() for a, b in zip(results, never)]
+    assert min(changed) > 1e-3  # the thought reaches the embedding
+
+
+def test_adaptive_thinks_where_the_gate_says_so(embedder, mixed_inputs):
+    scores = [r.gate_score for r in embedder.encode(mixed_inputs, budget=ReasoningBudget(mode="never"))]
+    threshold = float(np.median(scores))
+    results = embedder.encode(mixed_inputs, budget=ReasoningBudget(threshold=threshold, max_thought_tokens=4))
+    assert [r.thought is not None for r in results] == [s >= threshold for s in scores]
+    assert any(r.thought is None for r in results) and any(r.thought is not None for r in results)
+
+
+def test_thought_cache_prevents_thinking_twice(embedder, calls):
+    embedder.thought_cache.clear()
+    budget = ReasoningBudget(mode="always", max_thought_tokens=5)
+    first = embedder.encode(["cache me"], budget=budget)[0]
+    second = embedder.encode(["cache me"], budget=budget)[0]
+    assert calls["generate"] == 1
+    assert first.thought == second.thought
+    np.testing.assert_array_equal(first.vector, second.vector)
+    assert budget.ledger.items_thought == 2  # the budget counts thoughts used, cached or not
+    embedder.encode(
+        ["cache me"], budget=ReasoningBudget(mode="always", max_thought_tokens=5), instruction="other task"
+    )
+    assert calls["generate"] == 2  # another instruction is another thought
+
+
+def test_instructions_per_role_call_and_input(embedder):
+    never = ReasoningBudget(mode="never")
+    query = embedder.encode(["paris"], role="query", budget=never)[0].vector
+    document = embedder.encode(["paris"], role="document", budget=never)[0].vector
+    custom = embedder.encode(["paris"], budget=never, instruction="Find the city.")[0].vector
+    per_input = embedder.encode([{"text": "paris", "instruction": "Find the city."}], budget=never)[0].vector
+    assert np.abs(query - document).max() > 1e-4
+    assert np.abs(query - custom).max() > 1e-4
+    np.testing.assert_allclose(custom, per_input, atol=1e-6)
+
+
+def test_ledger_accumulates_across_calls(embedder):
+    budget = ReasoningBudget(mode="always", max_think_ratio=0.5, max_thought_tokens=3)
+    embedder.encode(["a", "b"], budget=budget)
+    embedder.encode(["c", "d", "e", "f"], budget=budget)
+    assert budget.ledger.items_seen == 6
+    assert budget.ledger.items_thought == 3
+    assert 0 < budget.ledger.thought_tokens <= 9
+
+
+def test_bad_input_fails_before_any_work(embedder, calls):
+    with pytest.raises(InvalidInputError, match="input 2: empty input"):
+        embedder.encode(["fine", make_sample_image(), ""])
+    with pytest.raises(InvalidInputError, match="input 1: cannot read image"):
+        embedder.encode(["fine", {"image": b"garbage bytes"}])
+    assert calls["forward"] == 0
+    with pytest.raises(ValueError, match="role"):
+        embedder.encode(["x"], role="passage")
+
+
+def test_a_single_input_need_not_be_a_list(embedder):
+    assert len(embedder.encode("just text", budget=ReasoningBudget(mode="never"))) == 1
+    assert len(embedder.encode({"text": "a dict"}, budget=ReasoningBudget(mode="never"))) == 1

@@ -1,0 +1,76 @@
+"""TWN model configuration (``twn_config.json``): prompts, pooling, gate threshold, media caps."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CONFIG_FILENAME = "twn_config.json"
+
+DEFAULT_INSTRUCTIONS = {
+    "query": "Represent the user's input for retrieving relevant documents.",
+    "document": "Represent the document for retrieval.",
+}
+DEFAULT_REASONING_INSTRUCTIONS = {
+    "query": "Think briefly about what this query asks for before it is embedded.",
+    "document": "Think briefly about what this document contains before it is embedded.",
+}
+DEFAULT_GATE_THRESHOLD = 0.5
+DEFAULT_MAX_THOUGHT_TOKENS = 128
+# Media caps: a page image or frame larger than this is downscaled before the processor.
+DEFAULT_MAX_IMAGE_PIXELS = 1280 * 28 * 28
+DEFAULT_VIDEO_FPS = 1.0
+DEFAULT_MAX_VIDEO_FRAMES = 16
+ROLES = ("query", "document")
+
+
+@dataclass
+class TWNConfig:
+    """What a TWN checkpoint needs beyond its weights. Every field has a default, so a
+    checkpoint without ``twn_config.json`` (or with only some keys) loads."""
+
+    instructions: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_INSTRUCTIONS))
+    reasoning_instructions: dict[str, str] = field(
+        default_factory=lambda: dict(DEFAULT_REASONING_INSTRUCTIONS)
+    )
+    pooling: str = "mean"
+    gate_threshold: float = DEFAULT_GATE_THRESHOLD
+    gate_activation: str = "gelu"
+    max_thought_tokens: int = DEFAULT_MAX_THOUGHT_TOKENS
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    video_fps: float = DEFAULT_VIDEO_FPS
+    max_video_frames: int = DEFAULT_MAX_VIDEO_FRAMES
+
+    def __post_init__(self) -> None:
+        if self.pooling != "mean":
+            raise ValueError(f"twn_config pooling must be 'mean', got {self.pooling!r}")
+        self.instructions = {**DEFAULT_INSTRUCTIONS, **self.instructions}
+        self.reasoning_instructions = {
+            **DEFAULT_REASONING_INSTRUCTIONS,
+            **self.reasoning_instructions,
+        }
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TWNConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{CONFIG_FILENAME} has unknown keys {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+    @classmethod
+    def load(cls, checkpoint_dir: str | Path) -> TWNConfig:
+        """Read ``twn_config.json`` from ``checkpoint_dir``; defaults when the file is absent."""
+        path = Path(checkpoint_dir) / CONFIG_FILENAME
+        if not path.exists():
+            return cls()
+        return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+    def save(self, checkpoint_dir: str | Path) -> None:
+        path = Path(checkpoint_dir) / CONFIG_FILENAME
+        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True), encoding="utf-8")

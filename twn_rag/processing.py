@@ -1,0 +1,122 @@
+"""From ``EmbeddingInput`` items to model-ready batches: chat conversations, left padding,
+and the K query placeholders appended for the embedding pass."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from transformers import BatchFeature
+
+from twn_rag.inputs import EmbeddingInput
+
+# Frames with no known rate (a user's frame list) are assumed one per second.
+ASSUMED_FRAME_FPS = 1.0
+
+
+def build_conversation(item: EmbeddingInput, system: str, thought: str | None = None) -> list[dict]:
+    """The chat for one input: a system turn, a user turn with the media then the text, and,
+    when ``thought`` is given, the thought as the assistant turn."""
+    content: list[dict] = [{"type": "image"} for _ in item.images]
+    if item.video:
+        content.append({"type": "video"})
+    if item.text:
+        content.append({"type": "text", "text": item.text})
+    conversation = [
+        {"role": "system", "content": system},
+        {"role": "user", "content": content},
+    ]
+    if thought is not None:
+        conversation.append({"role": "assistant", "content": thought})
+    return conversation
+
+
+class TWNProcessor:
+    """Wraps a Hugging Face multimodal processor; always pads on the left so every row ends
+    at the same position (the K query slots, or the first generated token)."""
+
+    def __init__(self, hf_processor, num_queries: int):
+        self.hf_processor = hf_processor
+        self.tokenizer = hf_processor.tokenizer
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.num_queries = num_queries
+
+    @property
+    def pad_token_id(self) -> int:
+        return self.tokenizer.pad_token_id
+
+    def _batch(
+        self, conversations: list[list[dict]], items: Sequence[EmbeddingInput], generation_prompt: list[bool]
+    ) -> BatchFeature:
+        texts = [
+            self.hf_processor.apply_chat_template(conv, tokenize=False, add_generation_prompt=gen)
+            for conv, gen in zip(conversations, generation_prompt)
+        ]
+        images = [image for item in items for image in item.images]
+        videos = [item.video for item in items if item.video]
+        kwargs: dict = {}
+        if videos:
+            from transformers.video_utils import VideoMetadata
+
+            kwargs["videos"] = videos
+            kwargs["video_metadata"] = [
+                VideoMetadata(
+                    total_num_frames=len(item.video),
+                    fps=item.video_fps or ASSUMED_FRAME_FPS,
+                    frames_indices=list(range(len(item.video))),
+                )
+                for item in items
+                if item.video
+            ]
+            kwargs["do_sample_frames"] = False
+        return self.hf_processor(
+            text=texts,
+            images=images or None,
+            padding=True,
+            return_tensors="pt",
+            **kwargs,
+        )
+
+    def embedding_batch(
+        self,
+        items: Sequence[EmbeddingInput],
+        instructions: Sequence[str],
+        thoughts: Sequence[str | None],
+    ) -> BatchFeature:
+        """The embedding-pass batch: chat [+ thought] and K placeholder tokens at the end of
+        every row, where the model's input embeddings are replaced by the learnable queries."""
+        conversations = [build_conversation(i, s, t) for i, s, t in zip(items, instructions, thoughts)]
+        batch = self._batch(conversations, items, [t is None for t in thoughts])
+        return self._append_query_slots(batch)
+
+    def generation_batch(self, items: Sequence[EmbeddingInput], instructions: Sequence[str]) -> BatchFeature:
+        """The reasoning-pass batch: chat ending with the assistant generation prompt."""
+        conversations = [build_conversation(i, s) for i, s in zip(items, instructions)]
+        return self._batch(conversations, items, [True] * len(items))
+
+    def _append_query_slots(self, batch: BatchFeature) -> BatchFeature:
+        input_ids = batch["input_ids"]
+        rows, k = input_ids.shape[0], self.num_queries
+        for key, value in list(batch.items()):
+            if not torch.is_tensor(value) or value.shape != input_ids.shape:
+                continue
+            if key == "input_ids":
+                slot = torch.full((rows, k), self.pad_token_id, dtype=value.dtype)
+            elif key == "attention_mask":
+                slot = torch.ones((rows, k), dtype=value.dtype)
+            else:  # mm_token_type_ids and the like: the slots are plain text positions
+                slot = torch.zeros((rows, k), dtype=value.dtype)
+            batch[key] = torch.cat([value, slot], dim=1)
+        return batch
+
+    def decode_thoughts(self, generated: torch.Tensor) -> tuple[list[str], list[int]]:
+        """Text and token count of each generated row (tokens up to, not including, EOS/pad)."""
+        stop_ids = {self.pad_token_id, self.tokenizer.eos_token_id}
+        texts, counts = [], []
+        for row in generated.tolist():
+            length = next((i for i, tok in enumerate(row) if tok in stop_ids), len(row))
+            counts.append(length)
+            texts.append(self.tokenizer.decode(row[:length], skip_special_tokens=True).strip())
+        return texts, counts

@@ -1,0 +1,366 @@
+"""Tiny, fully offline TWN models for tests, examples and the demo.
+
+Everything here is built locally in seconds with no network: a byte-level BPE tokenizer
+trained on a small corpus, a randomly initialised tiny multimodal backbone (Qwen3-VL by
+default, Qwen2-VL and Qwen2.5-VL too), its processor, and a TWN checkpoint directory in
+the released layout (``reasoning/``, ``embedding/``, ``gate_mlp.pt``, ``queries.pt``,
+``twn_config.json``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+SPECIAL_TOKENS = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+]
+TINY_VOCAB_SIZE = 600
+TINY_HIDDEN_SIZE = 64
+TINY_NUM_QUERIES = 4
+TINY_IMAGE_MAX_PIXELS = 64 * 64
+SUPPORTED_TINY_ARCHITECTURES = ("qwen3_vl", "qwen2_vl", "qwen2_5_vl")
+
+# A Qwen-style chat template: content may be a string or a list of typed parts.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif part['type'] == 'video' %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+_CORPUS = [
+    "Represent the user's input for retrieval.",
+    "Represent the document for retrieval.",
+    "Think briefly about what the input is about before it is embedded.",
+    "The invoice total is the sum of the line items plus tax.",
+    "A red square and a blue circle on a white page.",
+    "The video shows a ball moving from the left to the right.",
+    "Page one describes the installation, page two the configuration.",
+    "What is the capital of France? Paris is the capital of France.",
+    "Seven plus five equals twelve; twelve minus three equals nine.",
+    "user assistant system image video frame page document query answer",
+    "0 1 2 3 4 5 6 7 8 9 10 11 12 seconds minutes hours",
+]
+
+
+def build_tiny_tokenizer(output_dir: str | Path | None = None):
+    """Train a tiny byte-level BPE tokenizer with the Qwen special tokens and chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=TINY_VOCAB_SIZE,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=SPECIAL_TOKENS[1:],
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    if output_dir is not None:
+        fast.save_pretrained(str(output_dir))
+    return fast
+
+
+def _special_ids(tokenizer) -> dict[str, int]:
+    ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in SPECIAL_TOKENS}
+    return {
+        "image_token_id": ids["<|image_pad|>"],
+        "video_token_id": ids["<|video_pad|>"],
+        "vision_start_token_id": ids["<|vision_start|>"],
+        "vision_end_token_id": ids["<|vision_end|>"],
+        "eos_token_id": ids["<|im_end|>"],
+        "pad_token_id": ids["<|endoftext|>"],
+    }
+
+
+def _text_config(arch: str, vocab_size: int, hidden_size: int, num_layers: int) -> dict:
+    text = dict(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=num_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        bos_token_id=None,
+    )
+    head_dim = hidden_size // 4
+    # mrope sections split head_dim/2 rotary frequencies over (t, h, w).
+    half = head_dim // 2
+    section = [half - 2 * (half * 3 // 8), half * 3 // 8, half * 3 // 8]
+    if arch == "qwen3_vl":
+        text.update(
+            head_dim=head_dim,
+            rope_parameters={
+                "rope_type": "default",
+                "rope_theta": 1e4,
+                "mrope_section": section,
+                "mrope_interleaved": True,
+            },
+        )
+    else:
+        text.update(
+            rope_parameters={"rope_type": "default", "rope_theta": 1e4, "mrope_section": section},
+        )
+    return text
+
+
+def build_tiny_backbone(
+    output_dir: str | Path,
+    arch: str = "qwen3_vl",
+    *,
+    hidden_size: int = TINY_HIDDEN_SIZE,
+    num_layers: int = 2,
+    seed: int = 0,
+    tokenizer=None,
+) -> Path:
+    """Build and save a randomly initialised tiny backbone with its processor.
+
+    ``arch`` is one of ``qwen3_vl``, ``qwen2_vl``, ``qwen2_5_vl``. The result loads with
+    ``AutoModelForImageTextToText`` and ``AutoProcessor`` from ``output_dir``.
+    """
+    from transformers import Qwen2VLImageProcessor
+
+    if arch not in SUPPORTED_TINY_ARCHITECTURES:
+        raise ValueError(f"arch must be one of {SUPPORTED_TINY_ARCHITECTURES}, got {arch!r}")
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = tokenizer or build_tiny_tokenizer()
+    ids = _special_ids(tokenizer)
+    text = _text_config(arch, len(tokenizer), hidden_size, num_layers)
+    image_kwargs = dict(
+        patch_size=16,
+        merge_size=2,
+        temporal_patch_size=2,
+        min_pixels=32 * 32,
+        max_pixels=TINY_IMAGE_MAX_PIXELS,
+    )
+    torch.manual_seed(seed)
+    if arch == "qwen3_vl":
+        from transformers import (
+            Qwen3VLConfig,
+            Qwen3VLForConditionalGeneration,
+            Qwen3VLProcessor,
+            Qwen3VLVideoProcessor,
+        )
+
+        config = Qwen3VLConfig(
+            text_config=text,
+            vision_config=dict(
+                depth=2,
+                hidden_size=32,
+                intermediate_size=64,
+                num_heads=2,
+                patch_size=16,
+                spatial_merge_size=2,
+                temporal_patch_size=2,
+                out_hidden_size=hidden_size,
+                deepstack_visual_indexes=[0],
+                num_position_embeddings=64,
+            ),
+            **{k: v for k, v in ids.items() if k.endswith("token_id") and "pad" not in k and "eos" not in k},
+        )
+        model = Qwen3VLForConditionalGeneration(config)
+        image_processor = Qwen2VLImageProcessor(**image_kwargs)
+        image_processor.size = {"shortest_edge": 32 * 32, "longest_edge": TINY_IMAGE_MAX_PIXELS}
+        video_processor = Qwen3VLVideoProcessor(
+            do_sample_frames=False,
+            cap_pixels_per_frame=True,
+            patch_size=16,
+            merge_size=2,
+            temporal_patch_size=2,
+            size={"shortest_edge": 32 * 32, "longest_edge": TINY_IMAGE_MAX_PIXELS * 2},
+        )
+        processor = Qwen3VLProcessor(
+            image_processor=image_processor,
+            tokenizer=tokenizer,
+            video_processor=video_processor,
+            chat_template=CHAT_TEMPLATE,
+        )
+    else:
+        from transformers import Qwen2VLVideoProcessor
+
+        token_ids = {k: v for k, v in ids.items() if k.endswith("token_id") and "pad" not in k}
+        token_ids.pop("eos_token_id")
+        if arch == "qwen2_vl":
+            from transformers import Qwen2VLConfig as config_class
+            from transformers import Qwen2VLForConditionalGeneration as model_class
+            from transformers import Qwen2VLProcessor as processor_class
+
+            vision = dict(depth=2, embed_dim=32, hidden_size=hidden_size, num_heads=2, patch_size=16)
+        else:
+            from transformers import Qwen2_5_VLConfig as config_class
+            from transformers import Qwen2_5_VLForConditionalGeneration as model_class
+            from transformers import Qwen2_5_VLProcessor as processor_class
+
+            vision = dict(
+                depth=2,
+                hidden_size=32,
+                intermediate_size=64,
+                num_heads=2,
+                patch_size=16,
+                out_hidden_size=hidden_size,
+                window_size=64,
+                fullatt_block_indexes=[1],
+            )
+        config = config_class(text_config=text, vision_config=vision, **token_ids)
+        model = model_class(config)
+        image_processor = Qwen2VLImageProcessor(**image_kwargs)
+        image_processor.size = {"shortest_edge": 32 * 32, "longest_edge": TINY_IMAGE_MAX_PIXELS}
+        video_processor = Qwen2VLVideoProcessor(
+            cap_pixels_per_frame=True,
+            patch_size=16,
+            merge_size=2,
+            temporal_patch_size=2,
+            size={"shortest_edge": 32 * 32, "longest_edge": TINY_IMAGE_MAX_PIXELS * 2},
+        )
+        processor = processor_class(
+            image_processor=image_processor,
+            tokenizer=tokenizer,
+            video_processor=video_processor,
+            chat_template=CHAT_TEMPLATE,
+        )
+    model.generation_config.eos_token_id = ids["eos_token_id"]
+    model.generation_config.pad_token_id = ids["pad_token_id"]
+    model.save_pretrained(str(output_dir))
+    processor.save_pretrained(str(output_dir))
+    return output_dir
+
+
+TINY_TWN_CONFIG = dict(
+    max_thought_tokens=12,
+    max_image_pixels=TINY_IMAGE_MAX_PIXELS,
+    video_fps=2.0,
+    max_video_frames=4,
+)
+
+
+def build_tiny_twn_checkpoint(
+    output_dir: str | Path,
+    arch: str = "qwen3_vl",
+    *,
+    backbone_dir: str | Path | None = None,
+    num_queries: int = TINY_NUM_QUERIES,
+    gate_hidden: int = 16,
+    seed: int = 0,
+    **config_overrides,
+) -> Path:
+    """Build a TWN checkpoint in the released layout on a tiny backbone.
+
+    The backbone is built into ``output_dir/backbone`` unless ``backbone_dir`` names an
+    existing one; the adapters are random (not identity) so that the two adapters and the
+    thought visibly change the vectors. ``adapter_config.json`` names the backbone's path.
+    """
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from twn_rag.config import TWNConfig
+    from twn_rag.modeling import TWNModel
+
+    output_dir = Path(output_dir)
+    if backbone_dir is None:
+        backbone_dir = build_tiny_backbone(output_dir / "backbone", arch, seed=seed)
+    backbone = AutoModelForImageTextToText.from_pretrained(str(backbone_dir), dtype=torch.float32)
+    config = TWNConfig(**{**TINY_TWN_CONFIG, **config_overrides})
+    model = TWNModel.create(
+        backbone,
+        config,
+        num_queries=num_queries,
+        lora_rank=4,
+        lora_alpha=8,
+        gate_hidden=gate_hidden,
+        init_lora_weights=False,
+        seed=seed,
+    )
+    _centre_gate(model, AutoProcessor.from_pretrained(str(backbone_dir)))
+    return model.save(output_dir)
+
+
+def _centre_gate(model, hf_processor) -> None:
+    """Shift and scale the random gate's last layer so that, on a sample of texts, its scores
+    spread on both sides of 0.5 (a random gate otherwise says the same thing for everything)."""
+    from twn_rag.config import DEFAULT_INSTRUCTIONS
+    from twn_rag.inputs import EmbeddingInput
+    from twn_rag.processing import TWNProcessor
+
+    processor = TWNProcessor(hf_processor, model.num_queries)
+    items = [EmbeddingInput(text=line) for line in _CORPUS]
+    batch = processor.embedding_batch(
+        items, [DEFAULT_INSTRUCTIONS["query"]] * len(items), [None] * len(items)
+    )
+    with torch.no_grad():
+        _, pooled = model.embed(batch)
+        logits = torch.logit(model.gate_scores(pooled).double().clamp(1e-12, 1 - 1e-12))
+        last = model.gate.layers[-1]
+        scale = 2.0 / max(float(logits.std()), 1e-6)
+        last.weight.mul_(scale)
+        last.bias.mul_(scale)
+        last.bias.sub_(float(logits.median()) * scale)
+
+
+def tiny_checkpoint(cache_dir: str | Path, arch: str = "qwen3_vl") -> Path:
+    """A tiny TWN checkpoint under ``cache_dir``, built on first use and reused after."""
+    target = Path(cache_dir) / f"tiny-twn-{arch}"
+    if not (target / "gate_mlp.pt").is_file():
+        build_tiny_twn_checkpoint(target, arch)
+    return target
+
+
+def make_sample_image(size: tuple[int, int] = (96, 64), seed: int = 0):
+    """A deterministic RGB test image: coloured shapes on white."""
+    from PIL import Image, ImageDraw
+
+    rng = torch.Generator().manual_seed(seed)
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    for _ in range(4):
+        x0, y0 = (int(torch.randint(0, s // 2, (1,), generator=rng)) for s in size)
+        x1, y1 = x0 + size[0] // 3, y0 + size[1] // 3
+        colour = tuple(int(c) for c in torch.randint(0, 256, (3,), generator=rng))
+        draw.rectangle([x0, y0, x1, y1], fill=colour)
+    return image
+
+
+def write_sample_video(
+    path: str | Path, seconds: float = 2.0, fps: int = 8, size: tuple[int, int] = (64, 48)
+) -> Path:
+    """Encode a short MPEG-4 video of a square moving left to right; returns ``path``."""
+    import av
+    import numpy as np
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    width, height = size
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        total = int(seconds * fps)
+        for i in range(total):
+            pixels = np.full((height, width, 3), 255, dtype=np.uint8)
+            x = int((width - 16) * i / max(total - 1, 1))
+            pixels[height // 2 - 8 : height // 2 + 8, x : x + 16] = (200, 30, 30)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
