@@ -89,9 +89,7 @@ def test_calibrated_budget_is_adaptive_with_that_threshold():
     mode=st.sampled_from(["adaptive", "always", "never"]),
     threshold=st.floats(0.0, 1.0),
 )
-def test_no_sequence_of_calls_exceeds_the_caps(
-    batches, ratio, token_budget, max_tokens, spent, mode, threshold
-):
+def test_no_sequence_of_calls_exceeds_the_caps(batches, ratio, token_budget, max_tokens, spent, mode, threshold):
     budget = ReasoningBudget(
         mode=mode,
         threshold=threshold,
@@ -113,9 +111,7 @@ def test_no_sequence_of_calls_exceeds_the_caps(
 
 
 @settings(max_examples=100, deadline=None)
-@given(
-    batches=st.lists(scores_st, max_size=8), max_tokens=st.integers(1, 30), token_budget=st.integers(0, 300)
-)
+@given(batches=st.lists(scores_st, max_size=8), max_tokens=st.integers(1, 30), token_budget=st.integers(0, 300))
 def test_always_thinks_on_every_input_within_the_token_budget(batches, max_tokens, token_budget):
     budget = ReasoningBudget(mode="always", max_thought_tokens=max_tokens, token_budget=token_budget)
     for scores in batches:

@@ -76,9 +76,7 @@ def test_no_think_costs_exactly_one_forward_per_batch(embedder, mixed_inputs, ca
 
 def test_thinking_inputs_generate_together_in_one_call(embedder, mixed_inputs, calls):
     embedder.thought_cache.clear()
-    results = embedder.encode(
-        mixed_inputs, budget=ReasoningBudget(mode="always", max_thought_tokens=5), batch_size=8
-    )
+    results = embedder.encode(mixed_inputs, budget=ReasoningBudget(mode="always", max_thought_tokens=5), batch_size=8)
     assert calls["generate"] == 1 and calls["generate_rows"] == [len(mixed_inputs)]
     assert calls["forward"] == 2  # the no-think pass, then the pass with thoughts
     never = embedder.encode(mixed_inputs, budget=ReasoningBudget(mode="never"))
@@ -103,9 +101,7 @@ def test_thought_cache_prevents_thinking_twice(embedder, calls):
     assert first.thought == second.thought
     np.testing.assert_array_equal(first.vector, second.vector)
     assert budget.ledger.items_thought == 2  # the budget counts thoughts used, cached or not
-    embedder.encode(
-        ["cache me"], budget=ReasoningBudget(mode="always", max_thought_tokens=5), instruction="other task"
-    )
+    embedder.encode(["cache me"], budget=ReasoningBudget(mode="always", max_thought_tokens=5), instruction="other task")
     assert calls["generate"] == 2  # another instruction is another thought
 
 

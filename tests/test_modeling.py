@@ -62,9 +62,7 @@ def test_base_model_override_for_offline_machines(tiny_ckpt, tmp_path, embedder)
         cfg_path.write_text(json.dumps(cfg))
     with pytest.raises(OSError):
         TWNEmbedder.from_pretrained(moved, device="cpu", dtype="float32")
-    loaded = TWNEmbedder.from_pretrained(
-        moved, base_model=tiny_ckpt / "backbone", device="cpu", dtype="float32"
-    )
+    loaded = TWNEmbedder.from_pretrained(moved, base_model=tiny_ckpt / "backbone", device="cpu", dtype="float32")
     never = ReasoningBudget(mode="never")
     np.testing.assert_array_equal(
         loaded.encode(["x"], budget=never)[0].vector, embedder.encode(["x"], budget=never)[0].vector
@@ -77,9 +75,7 @@ def test_optional_config_and_3d_queries(tiny_ckpt, tmp_path):
     (ckpt / "twn_config.json").unlink()
     queries = torch.load(ckpt / "queries.pt", weights_only=True)
     torch.save(queries.unsqueeze(0), ckpt / "queries.pt")
-    loaded = TWNEmbedder.from_pretrained(
-        ckpt, base_model=tiny_ckpt / "backbone", device="cpu", dtype="float32"
-    )
+    loaded = TWNEmbedder.from_pretrained(ckpt, base_model=tiny_ckpt / "backbone", device="cpu", dtype="float32")
     assert loaded.model.num_queries == 4
     assert loaded.config.max_thought_tokens == 128  # the default, since twn_config.json is gone
 
@@ -119,9 +115,7 @@ def test_unsupported_architecture_fails_at_load(tiny_ckpt, tmp_path):
 
     llama_dir = tmp_path / "llama"
     LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2
-        )
+        LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)
     ).save_pretrained(llama_dir)
     with pytest.raises(UnsupportedArchitectureError, match="'llama'.*qwen3_vl"):
         TWNEmbedder.from_pretrained(tiny_ckpt, base_model=llama_dir)

@@ -15,9 +15,6 @@ def test_tiny_tokenizer_has_the_qwen_special_tokens_and_template():
         tokenize=False,
         add_generation_prompt=True,
     )
-    assert (
-        text == "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>hi<|im_end|>\n"
-        "<|im_start|>assistant\n"
-    )
+    assert text == "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>hi<|im_end|>\n<|im_start|>assistant\n"
     ids = tokenizer(text)["input_ids"]
     assert tokenizer.convert_tokens_to_ids("<|image_pad|>") in ids

@@ -32,9 +32,7 @@ class TWNConfig:
     checkpoint without ``twn_config.json`` (or with only some keys) loads."""
 
     instructions: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_INSTRUCTIONS))
-    reasoning_instructions: dict[str, str] = field(
-        default_factory=lambda: dict(DEFAULT_REASONING_INSTRUCTIONS)
-    )
+    reasoning_instructions: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_REASONING_INSTRUCTIONS))
     pooling: str = "mean"
     gate_threshold: float = DEFAULT_GATE_THRESHOLD
     gate_activation: str = "gelu"

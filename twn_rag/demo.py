@@ -33,10 +33,7 @@ def main() -> None:
         head = ", ".join(f"{v:+.3f}" for v in result.vector[:4])
         print(f"{name:>13}: gate {result.gate_score:.2f}  thought {thought}  vector [{head}, ...]")
     ledger = budget.ledger
-    print(
-        f"budget: {ledger.items_thought}/{ledger.items_seen} inputs thought, "
-        f"{ledger.thought_tokens} thought tokens"
-    )
+    print(f"budget: {ledger.items_thought}/{ledger.items_seen} inputs thought, {ledger.thought_tokens} thought tokens")
 
 
 if __name__ == "__main__":

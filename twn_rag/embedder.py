@@ -47,9 +47,7 @@ def resolve_checkpoint(path_or_hub_id: str | Path) -> Path:
     if path.is_dir():
         return path
     if path.exists() or str(path_or_hub_id).count("/") != 1:
-        raise FileNotFoundError(
-            f"{path_or_hub_id} is neither a checkpoint directory nor a hub id (owner/name)"
-        )
+        raise FileNotFoundError(f"{path_or_hub_id} is neither a checkpoint directory nor a hub id (owner/name)")
     from huggingface_hub import snapshot_download
 
     try:
@@ -211,9 +209,7 @@ class TWNEmbedder:
         if chosen:
             for i, (text, count) in zip(
                 chosen,
-                self._think(
-                    [items[i] for i in chosen], [reason_instr[i] for i in chosen], budget.max_thought_tokens
-                ),
+                self._think([items[i] for i in chosen], [reason_instr[i] for i in chosen], budget.max_thought_tokens),
             ):
                 thoughts[i], tokens[i] = text, count
             budget.record([tokens[i] for i in chosen])
@@ -224,24 +220,17 @@ class TWNEmbedder:
             vectors = vectors.clone()
             vectors[chosen] = thought_vectors
         array = vectors.cpu().numpy().astype(np.float32, copy=False)
-        return [
-            EmbeddingResult(array[i], thoughts[i], tokens[i], float(scores[i])) for i in range(len(items))
-        ]
+        return [EmbeddingResult(array[i], thoughts[i], tokens[i], float(scores[i])) for i in range(len(items))]
 
-    def _think(
-        self, items: list[EmbeddingInput], prompts: list[str], max_tokens: int
-    ) -> list[tuple[str, int]]:
+    def _think(self, items: list[EmbeddingInput], prompts: list[str], max_tokens: int) -> list[tuple[str, int]]:
         """Thoughts for ``items``: cached ones reused, the rest generated in one batched call."""
         keys = [
-            self.thought_cache.key(self.model_id, p, max_tokens, it.content_hash())
-            for it, p in zip(items, prompts)
+            self.thought_cache.key(self.model_id, p, max_tokens, it.content_hash()) for it, p in zip(items, prompts)
         ]
         found = [self.thought_cache.get(k) for k in keys]
         missing = [i for i, entry in enumerate(found) if entry is None]
         if missing:
-            batch = self.processor.generation_batch(
-                [items[i] for i in missing], [prompts[i] for i in missing]
-            )
+            batch = self.processor.generation_batch([items[i] for i in missing], [prompts[i] for i in missing])
             generated = self.model.generate_thoughts(
                 batch, max_new_tokens=max_tokens, pad_token_id=self.processor.pad_token_id
             )

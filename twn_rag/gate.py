@@ -45,9 +45,7 @@ class GateMLP(nn.Module):
         Any key naming works (``0.weight``, ``net.2.weight``, ``layers.1.weight`` ...): the 2-D
         weights are taken in natural key order, each with its ``.bias`` when present.
         """
-        weight_keys = sorted(
-            (k for k, v in state.items() if k.endswith("weight") and v.dim() == 2), key=_natural_key
-        )
+        weight_keys = sorted((k for k, v in state.items() if k.endswith("weight") and v.dim() == 2), key=_natural_key)
         if not weight_keys:
             raise ValueError("gate_mlp.pt holds no 2-D weight tensors")
         dims = [state[weight_keys[0]].shape[1]] + [state[k].shape[0] for k in weight_keys]

@@ -40,9 +40,7 @@ class EmbeddingInput:
     @property
     def modality(self) -> str:
         kinds = [
-            name
-            for name, present in (("text", self.text), ("image", self.images), ("video", self.video))
-            if present
+            name for name, present in (("text", self.text), ("image", self.images), ("video", self.video)) if present
         ]
         return "+".join(kinds)
 
@@ -58,9 +56,7 @@ class EmbeddingInput:
 
     def cost(self) -> int:
         """A rough token-count proxy, used to group similar inputs into a batch."""
-        pixels = sum(i.width * i.height for i in self.images) + sum(
-            i.width * i.height for i in self.video or []
-        )
+        pixels = sum(i.width * i.height for i in self.images) + sum(i.width * i.height for i in self.video or [])
         return len(self.text) + pixels // 256
 
 

@@ -52,9 +52,7 @@ def check_architecture(base_model: str | Path, trust_remote_code: bool = False) 
     return model_type
 
 
-def load_backbone(
-    base_model: str | Path, dtype: torch.dtype, device: torch.device, trust_remote_code: bool = False
-):
+def load_backbone(base_model: str | Path, dtype: torch.dtype, device: torch.device, trust_remote_code: bool = False):
     """Load the multimodal backbone (architecture checked first) in eval mode on ``device``."""
     from transformers import AutoModelForImageTextToText
 
@@ -84,9 +82,7 @@ class TWNModel(nn.Module):
             queries = queries.squeeze(0)
         hidden = backbone.get_input_embeddings().embedding_dim
         if queries.dim() != 2 or queries.shape[1] != hidden:
-            raise CheckpointError(
-                f"queries must be [K, {hidden}] (or [1, K, {hidden}]), got {list(queries.shape)}"
-            )
+            raise CheckpointError(f"queries must be [K, {hidden}] (or [1, K, {hidden}]), got {list(queries.shape)}")
         if gate.dims[0] != hidden:
             raise CheckpointError(f"gate input size {gate.dims[0]} does not match hidden size {hidden}")
         self.backbone = backbone
@@ -230,19 +226,13 @@ class TWNModel(nn.Module):
         checkpoint_dir = Path(checkpoint_dir)
         for adapter in (REASONING_ADAPTER, EMBEDDING_ADAPTER):
             if not (checkpoint_dir / adapter / "adapter_config.json").is_file():
-                raise CheckpointError(
-                    f"{checkpoint_dir} has no {adapter}/adapter_config.json (not a TWN checkpoint)"
-                )
+                raise CheckpointError(f"{checkpoint_dir} has no {adapter}/adapter_config.json (not a TWN checkpoint)")
         config = TWNConfig.load(checkpoint_dir)
         if base_model is None:
-            adapter_config = json.loads(
-                (checkpoint_dir / EMBEDDING_ADAPTER / "adapter_config.json").read_text()
-            )
+            adapter_config = json.loads((checkpoint_dir / EMBEDDING_ADAPTER / "adapter_config.json").read_text())
             base_model = adapter_config.get("base_model_name_or_path")
             if not base_model:
-                raise CheckpointError(
-                    f"{checkpoint_dir}: adapter_config.json names no base model; pass base_model="
-                )
+                raise CheckpointError(f"{checkpoint_dir}: adapter_config.json names no base model; pass base_model=")
         logger.info("loading backbone %s (%s on %s)", base_model, dtype, device)
         backbone = load_backbone(base_model, dtype, device, trust_remote_code)
         peft_model = PeftModel.from_pretrained(
@@ -254,9 +244,7 @@ class TWNModel(nn.Module):
         queries = load_tensor_file(checkpoint_dir / QUERIES_FILENAME)
         if isinstance(queries, dict):  # a state dict holding one tensor
             if len(queries) != 1:
-                raise CheckpointError(
-                    f"{QUERIES_FILENAME} must hold one tensor, found keys {sorted(queries)}"
-                )
+                raise CheckpointError(f"{QUERIES_FILENAME} must hold one tensor, found keys {sorted(queries)}")
             queries = next(iter(queries.values()))
         gate_state = load_tensor_file(checkpoint_dir / GATE_FILENAME)
         gate = GateMLP.from_state_dict(gate_state, config.gate_activation)
@@ -266,9 +254,7 @@ class TWNModel(nn.Module):
         """Write the released layout to ``output_dir``."""
         output_dir = Path(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
-        self.backbone.save_pretrained(
-            str(output_dir), selected_adapters=[REASONING_ADAPTER, EMBEDDING_ADAPTER]
-        )
+        self.backbone.save_pretrained(str(output_dir), selected_adapters=[REASONING_ADAPTER, EMBEDDING_ADAPTER])
         torch.save(self.gate.state_dict(), output_dir / GATE_FILENAME)
         torch.save(self.queries.detach().cpu().clone(), output_dir / QUERIES_FILENAME)
         self.config.save(output_dir)

@@ -305,9 +305,7 @@ def _centre_gate(model, hf_processor) -> None:
 
     processor = TWNProcessor(hf_processor, model.num_queries)
     items = [EmbeddingInput(text=line) for line in _CORPUS]
-    batch = processor.embedding_batch(
-        items, [DEFAULT_INSTRUCTIONS["query"]] * len(items), [None] * len(items)
-    )
+    batch = processor.embedding_batch(items, [DEFAULT_INSTRUCTIONS["query"]] * len(items), [None] * len(items))
     with torch.no_grad():
         _, pooled = model.embed(batch)
         logits = torch.logit(model.gate_scores(pooled).double().clamp(1e-12, 1 - 1e-12))
@@ -341,9 +339,7 @@ def make_sample_image(size: tuple[int, int] = (96, 64), seed: int = 0):
     return image
 
 
-def write_sample_video(
-    path: str | Path, seconds: float = 2.0, fps: int = 8, size: tuple[int, int] = (64, 48)
-) -> Path:
+def write_sample_video(path: str | Path, seconds: float = 2.0, fps: int = 8, size: tuple[int, int] = (64, 48)) -> Path:
     """Encode a short MPEG-4 video of a square moving left to right; returns ``path``."""
     import av
     import numpy as np

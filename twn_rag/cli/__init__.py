@@ -1,0 +1,8 @@
+"""The ``twn-rag`` command line (typer). Command groups live in sibling modules and register
+themselves on ``app`` when imported below."""
+
+from __future__ import annotations
+
+from twn_rag.cli.app import app, main
+
+__all__ = ["app", "main"]
