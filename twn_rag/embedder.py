@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from twn_rag.budget import ReasoningBudget
 from twn_rag.cache import DEFAULT_THOUGHT_CACHE_SIZE, ThoughtCache

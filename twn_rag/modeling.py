@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +31,15 @@ QUERIES_FILENAME = "queries.pt"
 SUPPORTED_MODEL_TYPES = ("qwen3_vl", "qwen2_vl", "qwen2_5_vl")
 # LoRA targets: the language model's projections only, never the vision tower.
 LORA_TARGET_MODULES = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+
+
+@contextmanager
+def _quiet_peft_deprecations() -> Iterator[None]:
+    """peft reads ``is_gradient_checkpointing``, which transformers 5 deprecates; the warning
+    says nothing to our users, so it is silenced while peft wraps the backbone."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
 
 
 class UnsupportedArchitectureError(ValueError):
@@ -205,7 +215,8 @@ class TWNModel(nn.Module):
             target_modules=target_modules,
             init_lora_weights=init_lora_weights,
         )
-        peft_model = get_peft_model(backbone, lora, adapter_name=REASONING_ADAPTER)
+        with _quiet_peft_deprecations():
+            peft_model = get_peft_model(backbone, lora, adapter_name=REASONING_ADAPTER)
         peft_model.add_adapter(EMBEDDING_ADAPTER, lora)
         peft_model.set_adapter(EMBEDDING_ADAPTER)
         hidden = backbone.get_input_embeddings().embedding_dim
@@ -241,9 +252,10 @@ class TWNModel(nn.Module):
                 raise CheckpointError(f"{checkpoint_dir}: adapter_config.json names no base model; pass base_model=")
         logger.info("loading backbone %s (%s on %s)", base_model, dtype, device)
         backbone = load_backbone(base_model, dtype, device, trust_remote_code)
-        peft_model = PeftModel.from_pretrained(
-            backbone, str(checkpoint_dir / REASONING_ADAPTER), adapter_name=REASONING_ADAPTER
-        )
+        with _quiet_peft_deprecations():
+            peft_model = PeftModel.from_pretrained(
+                backbone, str(checkpoint_dir / REASONING_ADAPTER), adapter_name=REASONING_ADAPTER
+            )
         peft_model.load_adapter(str(checkpoint_dir / EMBEDDING_ADAPTER), adapter_name=EMBEDDING_ADAPTER)
         peft_model.set_adapter(EMBEDDING_ADAPTER)
         peft_model.eval()
