@@ -165,3 +165,10 @@ def test_chroma_with_texts_images_and_a_retriever(embedder, chroma_client, docum
     assert [d.id for d in retrieved] == expected
     by_image = store.similarity_search_by_image(str(image_files[1]), k=1)
     assert by_image[0].id == image_ids[1]
+
+
+def test_show_progress_shows_a_bar(embedder, capsys, document_texts):
+    TWNEmbeddings(embedder=embedder, document_budget=never(), show_progress=True).embed_documents(document_texts)
+    assert "twn encode" in capsys.readouterr().err
+    TWNEmbeddings(embedder=embedder, document_budget=never()).embed_documents(document_texts)
+    assert "twn encode" not in capsys.readouterr().err

@@ -340,3 +340,10 @@ def test_ingestion_pipeline_into_chroma(embedder, chroma_client, document_texts,
     image_pipeline = IngestionPipeline(transformations=[model])
     (image_node,) = image_pipeline.run(nodes=[ImageNode(image_path=str(image_files[0]))])
     assert image_node.embedding is not None and THOUGHT_KEY in image_node.metadata
+
+
+def test_show_progress_shows_a_bar(embedder, capsys, document_texts):
+    TWNEmbedding(embedder=embedder, document_budget=never(), show_progress=True).get_text_embedding_batch(
+        document_texts
+    )
+    assert "twn encode" in capsys.readouterr().err
