@@ -5,6 +5,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 INSTALL_INPUTS := pyproject.toml Makefile $(wildcard integrations/*/pyproject.toml)
+# The framework integrations (integrations/<package>/), installed editable with their test extras.
+INTEGRATION_DIRS := $(patsubst %/pyproject.toml,%,$(wildcard integrations/*/pyproject.toml))
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
@@ -14,7 +16,7 @@ export TOKENIZERS_PARALLELISM := false
 $(STAMP): $(INSTALL_INPUTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[all,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[all,dev]' $(foreach dir,$(INTEGRATION_DIRS),-e '$(dir)[test]')
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -5,9 +5,14 @@ from __future__ import annotations
 import os
 
 import pytest
+import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+# The tiny test models gain nothing from intra-op threads, and on a busy 2-core machine two
+# OpenMP threads per process made a 128-token generate ~100x slower (0.4 s -> 64 s) than one.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +75,8 @@ class TWNEmbedder:
         self.processor = processor
         self.model_id = model_id
         self.thought_cache = ThoughtCache(thought_cache_size)
+        # One encode at a time: passes switch the shared backbone's adapter and update budgets.
+        self._encode_lock = threading.Lock()
 
     # -- loading ----------------------------------------------------------------------------
     @classmethod
@@ -177,7 +180,7 @@ class TWNEmbedder:
         order = sorted(range(len(items)), key=lambda i: items[i].cost())
         results: list[EmbeddingResult | None] = [None] * len(items)
         chunks = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
-        with torch.inference_mode():
+        with self._encode_lock, torch.inference_mode():
             for chunk in tqdm(chunks, desc="twn encode", unit="batch", disable=not show_progress):
                 batch_items = [items[i] for i in chunk]
                 for i, result in zip(chunk, self._encode_batch(batch_items, role, budget, instruction)):

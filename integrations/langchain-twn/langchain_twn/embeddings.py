@@ -1,0 +1,119 @@
+"""``TWNEmbeddings``: a Think-When-Needed TWN model as a LangChain ``Embeddings``.
+
+A thin adapter: ``embed_query`` is ``TWNEmbedder.encode`` with the query role and
+``query_budget``; ``embed_documents`` and ``embed_image`` use the document role and
+``document_budget``. The async forms are LangChain's defaults, which run in a thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.embeddings import Embeddings
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+
+from twn_rag.budget import ReasoningBudget
+from twn_rag.embedder import DEFAULT_BATCH_SIZE, EmbeddingResult, TWNEmbedder
+from twn_rag.integration import (
+    DEFAULT_MODEL,
+    as_float_lists,
+    encode_named,
+    image_input,
+    result_metadata,
+    shared_embedder_settings,
+)
+
+
+class TWNEmbeddings(BaseModel, Embeddings):
+    """TWN text and image embeddings for LangChain.
+
+    Pass ``model_name`` (hub id or local checkpoint) with ``base_model``/``device``/``dtype``
+    to load a model, or ``embedder=`` an already-loaded ``TWNEmbedder`` to share it. Budgets
+    left unset become the checkpoint's adaptive budget; a budget's ledger is updated in place
+    by every call. Unknown options raise a validation error. ``last_results`` holds the
+    thoughts and gate scores of the last documents or images embedded.
+    """
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, protected_namespaces=())
+
+    model_name: str = Field(default=DEFAULT_MODEL, description="TWN checkpoint: a hub id or a local directory.")
+    base_model: str | None = Field(
+        default=None, description="Local path of the base model, overriding the one the checkpoint names."
+    )
+    device: str = Field(default="auto", description="'auto' (cuda, mps, cpu) or a torch device name.")
+    dtype: str = Field(default="auto", description="'auto', 'float32', 'bfloat16' or 'float16'.")
+    query_budget: ReasoningBudget | None = Field(
+        default=None, description="Reasoning budget for queries; None = the checkpoint's adaptive budget."
+    )
+    document_budget: ReasoningBudget | None = Field(
+        default=None, description="Reasoning budget for documents and images; None = the checkpoint's default."
+    )
+    batch_size: int = Field(default=DEFAULT_BATCH_SIZE, gt=0, description="Inputs per forward pass.")
+    show_progress: bool = Field(default=False, description="Show a progress bar over batches while encoding.")
+    embedder: TWNEmbedder | None = Field(
+        default=None, exclude=True, repr=False, description="An already-loaded TWNEmbedder to share."
+    )
+
+    _last_results: list[EmbeddingResult] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _describe_shared_embedder(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("embedder") is not None:
+            settings = shared_embedder_settings(
+                data["embedder"], data.get("model_name"), data.get("device"), data.get("dtype")
+            )
+            data = {**data, **settings}
+        return data
+
+    @model_validator(mode="after")
+    def _load_embedder_and_budgets(self) -> TWNEmbeddings:
+        if self.embedder is None:
+            self.embedder = TWNEmbedder.from_pretrained(
+                self.model_name, base_model=self.base_model, device=self.device, dtype=self.dtype
+            )
+        if self.query_budget is None:
+            self.query_budget = self.embedder.default_budget()
+        if self.document_budget is None:
+            self.document_budget = self.embedder.default_budget()
+        return self
+
+    def _encode(self, inputs: Sequence[Any], role: str) -> list[EmbeddingResult]:
+        return encode_named(
+            self.embedder,
+            inputs,
+            role=role,
+            budget=self.query_budget if role == "query" else self.document_budget,
+            batch_size=self.batch_size,
+            show_progress=self.show_progress,
+        )
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Embed ``texts`` as documents; their results become ``last_results``."""
+        self._last_results = self._encode(texts, "document")
+        return as_float_lists(self._last_results)
+
+    def embed_query(self, text: str) -> list[float]:
+        """Embed ``text`` as a query (``last_results`` is left alone)."""
+        return as_float_lists(self._encode([text], "query"))[0]
+
+    def embed_image(self, uris: list[str]) -> list[list[float]]:
+        """Embed image files (paths) as documents; their results become ``last_results``.
+
+        The name and the ``uris`` argument are what ``langchain_chroma`` (``uris=``) and
+        chromadb (positionally) look for."""
+        self._last_results = self._encode([image_input(uri) for uri in uris], "document")
+        return as_float_lists(self._last_results)
+
+    @property
+    def last_results(self) -> list[EmbeddingResult]:
+        """Per input of the last ``embed_documents`` / ``embed_image`` call: ``.thought``
+        (``None`` when it did not think), ``.gate_score``, ``.thought_tokens``, ``.vector``."""
+        return list(self._last_results)
+
+    @property
+    def last_metadata(self) -> list[dict[str, str | float | int]]:
+        """``last_results`` as scalar record metadata (``twn_thought``, ``twn_gate_score``,
+        ``twn_thought_tokens``), ready to store next to the vectors."""
+        return [result_metadata(result) for result in self._last_results]

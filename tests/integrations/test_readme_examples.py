@@ -1,0 +1,63 @@
+"""The LlamaIndex and LangChain examples of the READMEs run as written, with the hub model
+replaced by the offline tiny checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from twn_rag.integration import DEFAULT_MODEL
+from twn_rag.testing import make_sample_image
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = [
+    ("README.md", "LlamaIndex"),
+    ("README.md", "LangChain"),
+    ("integrations/llama-index-embeddings-twn/README.md", None),
+    ("integrations/langchain-twn/README.md", None),
+]
+
+
+def python_blocks(markdown: str, section: str | None = None) -> list[str]:
+    """The fenced ``python`` blocks of ``markdown``; with ``section``, only those under the
+    ``## section`` heading (up to the next ``## `` heading)."""
+    blocks: list[str] = []
+    current: list[str] | None = None
+    in_section = section is None
+    fence_language = None
+    for line in markdown.splitlines():
+        if fence_language is None and line.startswith("```"):
+            fence_language = line[3:].strip()
+            current = [] if fence_language == "python" and in_section else None
+        elif fence_language is not None and line.startswith("```"):
+            if current is not None:
+                blocks.append("\n".join(current) + "\n")
+            fence_language, current = None, None
+        elif fence_language is not None:
+            if current is not None:
+                current.append(line)
+        elif line.startswith("## ") and section is not None:
+            in_section = line[3:].strip() == section
+    return blocks
+
+
+def test_python_blocks_reads_only_the_named_section():
+    markdown = "## A\n```python\na = 1\n```\n## B\n```bash\nls\n```\n```python\n# not a heading\nb = 2\n```\n"
+    assert python_blocks(markdown, "A") == ["a = 1\n"]
+    assert python_blocks(markdown, "B") == ["# not a heading\nb = 2\n"]
+    assert python_blocks(markdown) == ["a = 1\n", "# not a heading\nb = 2\n"]
+
+
+@pytest.mark.parametrize(("readme", "section"), EXAMPLES)
+def test_readme_example_runs(readme, section, tiny_ckpt, tmp_path, monkeypatch, capsys):
+    blocks = python_blocks((REPO / readme).read_text(encoding="utf-8"), section)
+    assert blocks, f"no python example in {readme} {section or ''}"
+    assert any(f'"{DEFAULT_MODEL}"' in block for block in blocks), "the example should name the released model"
+    monkeypatch.chdir(tmp_path)
+    make_sample_image((96, 64), seed=5).save("chart.png")
+    namespace: dict = {"__name__": "__readme__"}
+    for number, block in enumerate(blocks):
+        code = block.replace(f'"{DEFAULT_MODEL}"', repr(str(tiny_ckpt)))
+        exec(compile(code, f"{readme}:{section or 'example'}:{number}", "exec"), namespace)
+    assert capsys.readouterr().out.strip(), "the example prints its results"

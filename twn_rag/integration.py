@@ -1,0 +1,105 @@
+"""What the LlamaIndex and LangChain integrations share: attaching to a loaded embedder,
+turning framework image inputs into ``encode`` inputs, errors that name the input, and the
+scalar metadata that records a result's thought.
+
+The integrations themselves (``llama_index.embeddings.twn``, ``langchain_twn``) are thin
+classes over these functions and ``TWNEmbedder.encode``; no model logic lives in them.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from twn_rag.device import resolve_device, resolve_dtype
+from twn_rag.embedder import EmbeddingResult, TWNEmbedder
+from twn_rag.inputs import InvalidInputError
+
+DEFAULT_MODEL = "zhanglx/TWN-4B"
+
+# Record metadata written for every embedded node / document (scalars only, never None,
+# so Chroma and other stores accept them).
+THOUGHT_KEY = "twn_thought"
+GATE_SCORE_KEY = "twn_gate_score"
+THOUGHT_TOKENS_KEY = "twn_thought_tokens"
+RESULT_METADATA_KEYS = (THOUGHT_KEY, GATE_SCORE_KEY, THOUGHT_TOKENS_KEY)
+
+_TEXT_PREVIEW_CHARS = 40
+
+
+def result_metadata(result: EmbeddingResult) -> dict[str, str | float | int]:
+    """The thought (``""`` when the input did not think), gate score and thought tokens of
+    ``result`` under ``RESULT_METADATA_KEYS``."""
+    return {
+        THOUGHT_KEY: result.thought or "",
+        GATE_SCORE_KEY: float(result.gate_score),
+        THOUGHT_TOKENS_KEY: int(result.thought_tokens),
+    }
+
+
+def as_float_lists(results: Sequence[EmbeddingResult]) -> list[list[float]]:
+    """The vectors of ``results`` as lists of Python floats (what both frameworks expect)."""
+    return [result.vector.tolist() for result in results]
+
+
+def image_input(source: Any) -> dict[str, Any]:
+    """An ``encode`` input for one image given as a path, bytes, a ``BytesIO`` or a PIL image.
+
+    A ``BytesIO`` is read whole whatever its position, so the same buffer can be embedded twice.
+    """
+    if isinstance(source, io.BytesIO):
+        return {"image": source.getvalue()}
+    return {"image": source}
+
+
+def describe_input(item: Any) -> str:
+    """A short human description of an ``encode`` input, for error messages."""
+    if isinstance(item, dict) and "image" in item:
+        source = item["image"]
+        # A path is named in full: it is what the user has to go and fix.
+        return f"image {source}" if isinstance(source, (str, Path)) else f"image {describe_input(source)}"
+    if isinstance(item, str):
+        preview = item if len(item) <= _TEXT_PREVIEW_CHARS else item[:_TEXT_PREVIEW_CHARS] + "..."
+        return repr(preview)
+    if isinstance(item, (bytes, bytearray)):
+        return f"of {len(item)} bytes"
+    return f"of type {type(item).__name__}"
+
+
+def encode_named(
+    embedder: TWNEmbedder,
+    inputs: Sequence[Any],
+    names: Sequence[str] | None = None,
+    **encode_kwargs: Any,
+) -> list[EmbeddingResult]:
+    """``embedder.encode(inputs, **encode_kwargs)``; a bad input raises ``InvalidInputError``
+    whose message names it (``names[i]``, or a description of the input) and the reason."""
+    try:
+        return embedder.encode(list(inputs), **encode_kwargs)
+    except InvalidInputError as exc:
+        name = names[exc.index] if names is not None else describe_input(inputs[exc.index])
+        raise InvalidInputError(exc.index, f"{name}: {exc.reason}") from exc
+
+
+def shared_embedder_settings(
+    embedder: TWNEmbedder, model_name: str | None, device: str | None, dtype: str | None
+) -> dict[str, str]:
+    """``model_name``, ``device`` and ``dtype`` describing an already-loaded ``embedder``, so
+    that a serialised integration reloads the same model. A value left unset (``None`` or
+    ``"auto"``) is taken from the embedder; a value that contradicts it raises ``ValueError``."""
+    if not isinstance(embedder, TWNEmbedder):
+        raise TypeError(f"embedder must be a TWNEmbedder, got {type(embedder).__name__}")
+    if model_name is not None and model_name != embedder.model_id:
+        raise ValueError(f"model_name {model_name!r} does not match the given embedder's model {embedder.model_id!r}")
+    actual_device, actual_dtype = embedder.model.device, embedder.model.dtype
+    if device not in (None, "auto") and resolve_device(device).type != actual_device.type:
+        raise ValueError(f"device {device!r} does not match the given embedder's device {actual_device}")
+    if dtype not in (None, "auto") and resolve_dtype(dtype, actual_device) != actual_dtype:
+        raise ValueError(f"dtype {dtype!r} does not match the given embedder's dtype {actual_dtype}")
+    return {
+        "model_name": embedder.model_id,
+        "device": str(actual_device) if device in (None, "auto") else device,
+        "dtype": str(actual_dtype).removeprefix("torch.") if dtype in (None, "auto") else dtype,
+    }
