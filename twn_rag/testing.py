@@ -55,8 +55,11 @@ _CORPUS = [
 ]
 
 
-def build_tiny_tokenizer(output_dir: str | Path | None = None):
-    """Train a tiny byte-level BPE tokenizer with the Qwen special tokens and chat template."""
+def build_tiny_tokenizer(
+    output_dir: str | Path | None = None, corpus: list[str] | None = None, vocab_size: int = TINY_VOCAB_SIZE
+):
+    """Train a tiny byte-level BPE tokenizer with the Qwen special tokens and chat template
+    (on ``corpus`` when given, else on a small built-in one)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -64,12 +67,12 @@ def build_tiny_tokenizer(output_dir: str | Path | None = None):
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=TINY_VOCAB_SIZE,
+        vocab_size=vocab_size,
         special_tokens=SPECIAL_TOKENS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tokenizer.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    tokenizer.train_from_iterator((corpus or _CORPUS) * 4, trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         eos_token="<|im_end|>",
