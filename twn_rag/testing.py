@@ -360,3 +360,53 @@ def write_sample_video(path: str | Path, seconds: float = 2.0, fps: int = 8, siz
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+SAMPLE_PAGE_TEXTS = (
+    "Installation: unpack the archive and run the installer. The invoice total is 42 euros.",
+    "Configuration: set the index directory and the reasoning budget before the first run.",
+    "A red square and a blue circle on a white page; the video shows a ball moving right.",
+)
+_SAMPLE_COLOURS = ((200, 30, 30), (30, 60, 200), (30, 160, 60), (220, 160, 20))
+
+
+def write_sample_pdf(
+    path: str | Path,
+    pages: int | list[str] | tuple[str, ...] = SAMPLE_PAGE_TEXTS,
+    *,
+    page_size: tuple[float, float] = (300.0, 200.0),
+    password: str | None = None,
+) -> Path:
+    """Write a real PDF with a text layer and a coloured shape on every page; returns ``path``.
+
+    ``pages`` is a list of page texts, or a page count (texts cycle through
+    ``SAMPLE_PAGE_TEXTS`` with the page number). ``page_size`` is in points. With ``password``
+    the file is encrypted (readers need that password). The bytes are deterministic.
+    """
+    import datetime
+
+    from fpdf import FPDF
+
+    texts = (
+        [f"Page {i + 1}. {SAMPLE_PAGE_TEXTS[i % len(SAMPLE_PAGE_TEXTS)]}" for i in range(pages)]
+        if isinstance(pages, int)
+        else list(pages)
+    )
+    width, height = page_size
+    pdf = FPDF(unit="pt", format=(width, height))
+    pdf.set_creation_date(datetime.datetime(2025, 1, 1, tzinfo=datetime.timezone.utc))
+    pdf.set_auto_page_break(False)
+    pdf.set_margins(12, 12, 12)
+    for number, text in enumerate(texts):
+        pdf.add_page()
+        pdf.set_font("helvetica", size=11)
+        pdf.multi_cell(width - 24, 13, text)
+        pdf.set_fill_color(*_SAMPLE_COLOURS[number % len(_SAMPLE_COLOURS)])
+        side = min(width, height) / 4
+        pdf.rect(width - side - 12, height - side - 12, side, side, style="F")
+    if password is not None:
+        pdf.set_encryption(owner_password=password + "-owner", user_password=password)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pdf.output(str(path))
+    return path
