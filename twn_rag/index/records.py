@@ -52,7 +52,7 @@ def resolve_image_path(recorded: str | None, index_dir: Path) -> str | None:
     return str(path if path.is_absolute() else index_dir / path)
 
 
-def upsert_chunked(
+def add_chunked(
     collection,
     *,
     ids: Sequence[str],
@@ -61,13 +61,13 @@ def upsert_chunked(
     documents: Sequence[str],
     max_batch_size: int,
 ) -> int:
-    """Upsert in order, in slices of at most ``max_batch_size`` (Chroma rejects larger adds).
-    Upsert makes a repeated write of the same ids a no-op instead of a duplicate. Returns the
-    number of writes made."""
+    """Add in order, in slices of at most ``max_batch_size`` (Chroma rejects larger adds).
+    Chroma ignores ids it already holds, so writing the same items again never duplicates
+    them (and, unlike ``upsert``, costs almost nothing). Returns the number of writes made."""
     writes = 0
     for start in range(0, len(ids), max_batch_size):
         stop = start + max_batch_size
-        collection.upsert(
+        collection.add(
             ids=list(ids[start:stop]),
             embeddings=embeddings[start:stop],
             metadatas=list(metadatas[start:stop]),

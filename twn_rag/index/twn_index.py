@@ -9,8 +9,8 @@ Layout of an index directory::
 
 Consistency, including after a kill -9:
 
-- item ids are stable (content hash + source + page/timestamp) and written with ``upsert``,
-  so a repeated write never duplicates;
+- item ids are stable (content hash + source + page/timestamp) and written with ``add``,
+  which ignores ids already stored, so a repeated write never duplicates;
 - a file's items are written in order and its final item is flagged ``last_in_file``: a file
   whose flagged item is stored is complete, and re-indexing it writes nothing; an incomplete
   file is resumed, embedding only the items not stored yet;
@@ -42,10 +42,10 @@ from twn_rag.index.manifest import IndexManifest, canonical_model_id
 from twn_rag.index.records import (
     LAST_IN_FILE_KEY,
     SearchHit,
+    add_chunked,
     hits_from_query,
     record_metadata,
     resolve_image_path,
-    upsert_chunked,
 )
 from twn_rag.index.report import IndexInfo, IndexReport, IngestTimings
 from twn_rag.inputs import InvalidInputError
@@ -355,8 +355,9 @@ class TWNIndex:
 
     def store(self, items: Sequence[DocumentItem], results: Sequence[EmbeddingResult]) -> None:
         """Write items with their embeddings (computed here by ``add``, or elsewhere by the
-        same model): images saved under ``images/``, records upserted in order in slices
-        within Chroma's max batch size. Pixels are released afterwards."""
+        same model): images saved under ``images/``, records added in order in slices within
+        Chroma's max batch size; ids already stored are left as they are. Pixels are released
+        afterwards."""
         if len(items) != len(results):
             raise ValueError(f"{len(items)} items but {len(results)} embeddings")
         if not items:
@@ -369,7 +370,7 @@ class TWNIndex:
             )
         for item in items:
             item.save_image(self.images_dir)
-        upsert_chunked(
+        add_chunked(
             self._collection,
             ids=[item.id for item in items],
             embeddings=vectors,
