@@ -58,7 +58,8 @@ def describe_budget(budget: ReasoningBudget) -> str:
     return f"{spent}; allowed: {', '.join(allowed)}"
 
 
-def _print_report(report: IndexReport) -> None:
+def print_index_report(report: IndexReport) -> None:
+    """The summary of an indexing run: counts, time split, budget, then each skip and failure."""
     timings = report.timings
     typer.echo(
         f"indexed {report.files_indexed} files ({report.items_added} items added, "
@@ -118,7 +119,7 @@ def index_command(
         if limits:
             twn_index.set_budget("document", dataclasses.replace(twn_index.budget("document"), **limits))
         report = twn_index.add(paths, show_progress=sys.stderr.isatty(), batch_size=batch_size)
-    _print_report(report)
+    print_index_report(report)
     if not report.ok:
         raise typer.Exit(1)
 
