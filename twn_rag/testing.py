@@ -134,11 +134,13 @@ def build_tiny_backbone(
     num_layers: int = 2,
     seed: int = 0,
     tokenizer=None,
+    image_max_pixels: int = TINY_IMAGE_MAX_PIXELS,
 ) -> Path:
     """Build and save a randomly initialised tiny backbone with its processor.
 
     ``arch`` is one of ``qwen3_vl``, ``qwen2_vl``, ``qwen2_5_vl``. The result loads with
-    ``AutoModelForImageTextToText`` and ``AutoProcessor`` from ``output_dir``.
+    ``AutoModelForImageTextToText`` and ``AutoProcessor`` from ``output_dir``. The processor
+    downscales images to ``image_max_pixels`` (a video frame to twice that).
     """
     from transformers import Qwen2VLImageProcessor
 
@@ -154,7 +156,7 @@ def build_tiny_backbone(
         merge_size=2,
         temporal_patch_size=2,
         min_pixels=32 * 32,
-        max_pixels=TINY_IMAGE_MAX_PIXELS,
+        max_pixels=image_max_pixels,
     )
     torch.manual_seed(seed)
     if arch == "qwen3_vl":
@@ -183,14 +185,14 @@ def build_tiny_backbone(
         )
         model = Qwen3VLForConditionalGeneration(config)
         image_processor = Qwen2VLImageProcessor(**image_kwargs)
-        image_processor.size = {"shortest_edge": 32 * 32, "longest_edge": TINY_IMAGE_MAX_PIXELS}
+        image_processor.size = {"shortest_edge": 32 * 32, "longest_edge": image_max_pixels}
         video_processor = Qwen3VLVideoProcessor(
             do_sample_frames=False,
             cap_pixels_per_frame=True,
             patch_size=16,
             merge_size=2,
             temporal_patch_size=2,
-            size={"shortest_edge": 32 * 32, "longest_edge": TINY_IMAGE_MAX_PIXELS * 2},
+            size={"shortest_edge": 32 * 32, "longest_edge": image_max_pixels * 2},
         )
         processor = Qwen3VLProcessor(
             image_processor=image_processor,
@@ -227,13 +229,13 @@ def build_tiny_backbone(
         config = config_class(text_config=text, vision_config=vision, **token_ids)
         model = model_class(config)
         image_processor = Qwen2VLImageProcessor(**image_kwargs)
-        image_processor.size = {"shortest_edge": 32 * 32, "longest_edge": TINY_IMAGE_MAX_PIXELS}
+        image_processor.size = {"shortest_edge": 32 * 32, "longest_edge": image_max_pixels}
         video_processor = Qwen2VLVideoProcessor(
             cap_pixels_per_frame=True,
             patch_size=16,
             merge_size=2,
             temporal_patch_size=2,
-            size={"shortest_edge": 32 * 32, "longest_edge": TINY_IMAGE_MAX_PIXELS * 2},
+            size={"shortest_edge": 32 * 32, "longest_edge": image_max_pixels * 2},
         )
         processor = processor_class(
             image_processor=image_processor,
@@ -277,9 +279,11 @@ def build_tiny_twn_checkpoint(
     from twn_rag.config import TWNConfig
     from twn_rag.modeling import TWNModel
 
-    output_dir = Path(output_dir)
+    # Absolute: adapter_config.json records the backbone path, which must resolve from any cwd.
+    output_dir = Path(output_dir).resolve()
     if backbone_dir is None:
         backbone_dir = build_tiny_backbone(output_dir / "backbone", arch, seed=seed)
+    backbone_dir = Path(backbone_dir).resolve()
     backbone = AutoModelForImageTextToText.from_pretrained(str(backbone_dir), dtype=torch.float32)
     config = TWNConfig(**{**TINY_TWN_CONFIG, **config_overrides})
     model = TWNModel.create(

@@ -67,8 +67,9 @@ def print_index_report(report: IndexReport) -> None:
         f"{len(report.skipped)} skipped, {len(report.failures)} failed"
     )
     typer.echo(
-        f"time: load {timings.load_s:.2f} s, embed {timings.embed_s:.2f} s, store {timings.store_s:.2f} s "
-        f"(load+store {timings.loader_store_share:.0%} of {timings.total_s:.2f} s)"
+        f"time: {timings.wall_s:.2f} s; embed {timings.embed_s:.2f} s, load {timings.load_s:.2f} s "
+        f"(overlapped with embedding), store {timings.store_s:.2f} s; "
+        f"{timings.non_embed_wall_share:.0%} of the time not embedding"
     )
     if report.document_budget is not None:
         typer.echo(f"document budget: {describe_budget(report.document_budget)}")

@@ -11,22 +11,32 @@ from twn_rag.loaders.settings import LoaderSettings
 
 @dataclass
 class IngestTimings:
-    """Wall time of an indexing run, split by stage: ``load_s`` (hashing, PDF rendering and
-    text extraction, video decoding), ``embed_s`` (the TWN embedder), ``store_s`` (page/frame
-    image files, Chroma writes, ledger updates)."""
+    """Time of an indexing run by stage: ``load_s`` (hashing, PDF rendering and text
+    extraction, video decoding, writing page/frame image files), ``embed_s`` (the TWN
+    embedder), ``store_s`` (Chroma writes and ledger updates), and ``wall_s`` for the run.
+    Loading runs in a background thread, overlapped with embedding, so the stages add up to
+    more than the wall time when that overlap works."""
 
     load_s: float = 0.0
     embed_s: float = 0.0
     store_s: float = 0.0
+    wall_s: float = 0.0
 
     @property
     def total_s(self) -> float:
+        """The stage times added up: the wall time a serial pipeline would take."""
         return self.load_s + self.embed_s + self.store_s
 
     @property
     def loader_store_share(self) -> float:
-        """(load + store) / total: the overhead around embedding."""
+        """(load + store) / (load + embed + store): the work around embedding, as a share."""
         return (self.load_s + self.store_s) / self.total_s if self.total_s else 0.0
+
+    @property
+    def non_embed_wall_share(self) -> float:
+        """Share of the wall time not spent embedding: what loading and storing actually
+        cost after the overlap (plus small fixed costs such as looking up stored items)."""
+        return max(self.wall_s - self.embed_s, 0.0) / self.wall_s if self.wall_s else 0.0
 
 
 @dataclass

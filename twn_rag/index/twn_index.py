@@ -26,6 +26,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,13 +53,15 @@ from twn_rag.inputs import InvalidInputError
 from twn_rag.loaders.dispatch import iter_file_items
 from twn_rag.loaders.files import FileRef, canonical_source, discover_files
 from twn_rag.loaders.items import DocumentItem, FileFailure, LoadError
+from twn_rag.loaders.prefetch import prefetched
 from twn_rag.loaders.settings import LoaderSettings
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_COLLECTION = "twn"
-# Items embedded and stored per step: the unit of progress a kill -9 can lose.
-DEFAULT_CHUNK_SIZE = 16
+# Items stored per write (with one ledger update): the most embedding work a kill -9 can lose.
+# Embedding itself goes batch by batch, as items arrive from the loader.
+DEFAULT_CHUNK_SIZE = 32
 IMAGES_SUBDIR = "images"
 LOCK_FILENAME = ".twn-index.lock"
 
@@ -93,6 +96,13 @@ def _chunks(items: Iterable[DocumentItem], size: int) -> Iterator[list[DocumentI
         yield chunk
 
 
+def _saving_images(items: Iterable[DocumentItem], images_dir: Path) -> Iterator[DocumentItem]:
+    """Pass items through, writing each one's rendered page or frame under ``images_dir``."""
+    for item in items:
+        item.save_image(images_dir)
+        yield item
+
+
 def _timed(items: Iterator[DocumentItem], timings: IngestTimings) -> Iterator[DocumentItem]:
     """Pass items through, adding the time spent producing them to ``timings.load_s``."""
     while True:
@@ -104,6 +114,16 @@ def _timed(items: Iterator[DocumentItem], timings: IngestTimings) -> Iterator[Do
             return
         timings.load_s += time.perf_counter() - started
         yield item
+
+
+@dataclass
+class _PendingChunk:
+    """Items embedded but not stored yet, and the budget they were embedded under."""
+
+    items: list[DocumentItem] = field(default_factory=list)
+    results: list[EmbeddingResult] = field(default_factory=list)
+    budget: ReasoningBudget | None = None
+    ledger_before: BudgetLedger = field(default_factory=BudgetLedger)
 
 
 def _add_spend(ledger: BudgetLedger, before: BudgetLedger, after: BudgetLedger) -> None:
@@ -295,6 +315,7 @@ class TWNIndex:
         """
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        started = time.perf_counter()
         discovery = discover_files(paths)
         report = IndexReport(failures=list(discovery.failures), skipped=list(discovery.skipped))
         for skipped in discovery.skipped:
@@ -316,6 +337,7 @@ class TWNIndex:
             items_bar.close()
             files_bar.close()
         report.document_budget = self.budget("document")
+        report.timings.wall_s = time.perf_counter() - started
         return report
 
     def _add_file(
@@ -333,25 +355,48 @@ class TWNIndex:
         else:
             if current:
                 logger.info("resuming %s: %d items already stored", path, len(current))
-            items = _timed(iter_file_items(ref, self.manifest.loader), report.timings)
-            for chunk in _chunks(_mark_last(items), chunk_size):
-                todo = [item for item in chunk if item.id not in current]
+            # Loading (render/decode, page and frame image files) runs up to a chunk ahead in a
+            # background thread, overlapping with embedding; items still arrive in order.
+            loaded = _saving_images(iter_file_items(ref, self.manifest.loader), self.images_dir)
+            items = prefetched(_timed(loaded, report.timings), max_ahead=chunk_size)
+            chunk = _PendingChunk()
+            for batch in _chunks(_mark_last(items), batch_size):
+                todo = [item for item in batch if item.id not in current]
                 if todo:
-                    self._embed_and_store(todo, batch_size, report)
-                    logger.info("stored %d items of %s (%d in index)", len(todo), path, report.items_added)
-                    items_bar.update(len(todo))
+                    self._embed_into(chunk, todo, batch_size, report)
+                if len(chunk.items) >= chunk_size:
+                    self._flush(chunk, report, path, items_bar)
+                    chunk = _PendingChunk()
+            self._flush(chunk, report, path, items_bar)
             report.files_indexed += 1
         if stale:  # the file changed: its new version is complete, drop the old one
             report.items_removed += self._delete_ids(stale)
 
-    def _embed_and_store(self, items: list[DocumentItem], batch_size: int, report: IndexReport) -> None:
+    def _embed_into(
+        self, chunk: _PendingChunk, items: list[DocumentItem], batch_size: int, report: IndexReport
+    ) -> None:
+        """Embed one batch as soon as it is loaded, under the budget read at the chunk's start."""
+        if chunk.budget is None:
+            chunk.budget = self.budget("document")
+            chunk.ledger_before = dataclasses.replace(chunk.budget.ledger)
         started = time.perf_counter()
-        results = self._encode([item.to_input() for item in items], "document", batch_size)
-        embedded = time.perf_counter()
-        report.timings.embed_s += embedded - started
-        self.store(items, results)
-        report.timings.store_s += time.perf_counter() - embedded
-        report.items_added += len(items)
+        inputs = [item.to_input() for item in items]
+        results = self.embedder.encode(inputs, role="document", budget=chunk.budget, batch_size=batch_size)
+        report.timings.embed_s += time.perf_counter() - started
+        chunk.items.extend(items)
+        chunk.results.extend(results)
+
+    def _flush(self, chunk: _PendingChunk, report: IndexReport, path: Path, items_bar) -> None:
+        """Record the chunk's spend in the stored ledger, then write its records."""
+        if not chunk.items:
+            return
+        started = time.perf_counter()
+        self._commit_spend("document", chunk.ledger_before, chunk.budget.ledger)
+        self.store(chunk.items, chunk.results)
+        report.timings.store_s += time.perf_counter() - started
+        report.items_added += len(chunk.items)
+        items_bar.update(len(chunk.items))
+        logger.info("stored %d items of %s (%d in index)", len(chunk.items), path, report.items_added)
 
     def store(self, items: Sequence[DocumentItem], results: Sequence[EmbeddingResult]) -> None:
         """Write items with their embeddings (computed here by ``add``, or elsewhere by the
