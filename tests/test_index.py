@@ -161,6 +161,8 @@ def test_opening_a_missing_index_without_a_model_fails_clearly(tmp_path):
     with pytest.raises(IndexNotFoundError, match="no twn-rag index"):
         TWNIndex.open(tmp_path / "nothing")
     assert not (tmp_path / "nothing").exists()
+    with pytest.raises(ValueError, match="collection name 'ab' is not valid"):
+        TWNIndex.open(tmp_path / "nothing", collection="ab")
 
 
 def test_more_items_than_chromas_max_batch(index):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -63,6 +64,7 @@ DEFAULT_COLLECTION = "twn"
 # Embedding itself goes batch by batch, as items arrive from the loader.
 DEFAULT_CHUNK_SIZE = 32
 IMAGES_SUBDIR = "images"
+COLLECTION_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]")
 LOCK_FILENAME = ".twn-index.lock"
 
 
@@ -171,11 +173,16 @@ class TWNIndex:
         checkpoint's); given for an existing index they replace its limits and keep its ledger.
         ``loader_settings`` default to the model's image cap and video sampling.
         """
+        if not COLLECTION_NAME.fullmatch(collection):
+            raise ValueError(
+                f"collection name {collection!r} is not valid for Chroma: use 3-512 characters of "
+                "a-z, A-Z, 0-9, '.', '_', '-', starting and ending with a letter or digit"
+            )
         index_dir = Path(index_dir).expanduser().resolve()
         location = chroma_url or str(index_dir / CHROMA_SUBDIR)
         where = f"{location} (collection {collection!r})"
         if chroma_url is None and model is None and default_model is None and not (index_dir / CHROMA_SUBDIR).is_dir():
-            raise IndexNotFoundError(f"no twn-rag index at {where}; index documents into it first")
+            raise IndexNotFoundError(f"no twn-rag index at {where}; index documents into it first (with a model)")
         index_dir.mkdir(parents=True, exist_ok=True)
         client = connect(index_dir, chroma_url)
         existing = cls._find_collection(client, collection)
@@ -187,7 +194,7 @@ class TWNIndex:
         embedder = _load_embedder(model) if model is not None else None
         if manifest is None:
             if embedder is None and default_model is None:
-                raise IndexNotFoundError(f"no twn-rag index at {where}; pass a model to create one")
+                raise IndexNotFoundError(f"no twn-rag index at {where}; index documents into it first (with a model)")
             embedder = embedder or _load_embedder(default_model)  # type: ignore[arg-type]
             new_manifest = IndexManifest(
                 model_id=canonical_model_id(embedder.model_id),
