@@ -5,7 +5,7 @@ import pytest
 
 from twn_rag import EmbeddingResult, ReasoningBudget
 from twn_rag.index import IndexMismatchError, IndexNotFoundError, TWNIndex
-from twn_rag.index.manifest import IndexManifest
+from twn_rag.index.manifest import IndexManifest, model_fingerprint
 from twn_rag.loaders import DocumentItem, FileRef, iter_file_items
 from twn_rag.testing import make_sample_image, write_sample_pdf
 
@@ -143,13 +143,20 @@ def test_collection_metadata_is_scalar_json(index):
     assert all(isinstance(value, (str, int)) for value in metadata.values())
     manifest = IndexManifest.from_metadata(metadata)
     assert manifest.dimension == index.embedder.dimension
+    assert manifest.fingerprint == model_fingerprint(index.embedder) and len(manifest.fingerprint) == 32
     assert manifest.budgets["document"].max_thought_tokens == 4
 
 
 def test_other_model_or_dimension_is_refused(index, tiny_ckpt, tmp_path, embedder):
-    other = tmp_path / "other-twn"
-    shutil.copytree(tiny_ckpt, other, ignore=shutil.ignore_patterns("backbone"))
-    with pytest.raises(IndexMismatchError, match="was built with model"):
+    from twn_rag.testing import build_tiny_twn_checkpoint
+
+    # The same checkpoint elsewhere is the same model (compared by fingerprint, not path)...
+    moved = tmp_path / "moved-twn"
+    shutil.copytree(tiny_ckpt, moved, ignore=shutil.ignore_patterns("backbone"))
+    assert TWNIndex.open(index.index_dir, str(moved)).embedder.model_id == str(moved)
+    # ...another one (same backbone, other adapters, queries and gate) is not.
+    other = build_tiny_twn_checkpoint(tmp_path / "other-twn", backbone_dir=tiny_ckpt / "backbone", seed=1)
+    with pytest.raises(IndexMismatchError, match="was built with model .*other weights"):
         TWNIndex.open(index.index_dir, str(other))
     wrong = [EmbeddingResult(np.ones(embedder.dimension + 1, np.float32), None, 0, 0.1)]
     with pytest.raises(IndexMismatchError, match="dimension"):

@@ -196,30 +196,18 @@ class TWNIndex:
             if embedder is None and default_model is None:
                 raise IndexNotFoundError(f"no twn-rag index at {where}; index documents into it first (with a model)")
             embedder = embedder or _load_embedder(default_model)  # type: ignore[arg-type]
-            new_manifest = IndexManifest(
-                model_id=canonical_model_id(embedder.model_id),
-                dimension=embedder.dimension,
-                budgets={
-                    "document": document_budget or embedder.default_budget(),
-                    "query": query_budget or embedder.default_budget(),
-                },
-                loader=loader_settings or cls.default_loader_settings(embedder),
-            )
-            handle = client.get_or_create_collection(
-                collection,
-                metadata=new_manifest.to_metadata(),
-                configuration=COSINE_CONFIGURATION,
-                embedding_function=None,
-            )
-            if IndexManifest.from_metadata(handle.metadata) is None:  # an empty foreign collection
-                handle.modify(metadata=IndexManifest.merged_into(handle.metadata, new_manifest))
-                handle = client.get_collection(collection, embedding_function=None)
-            logger.info("created index %s for model %s", where, new_manifest.model_id)
+            budgets = {
+                "document": document_budget or embedder.default_budget(),
+                "query": query_budget or embedder.default_budget(),
+            }
+            loader = loader_settings or cls.default_loader_settings(embedder)
+            handle = cls._create_collection(client, collection, IndexManifest.for_embedder(embedder, budgets, loader))
+            logger.info("created index %s for model %s", where, embedder.model_id)
         else:
             handle = existing
         index = cls(client, handle, index_dir, location, embedder)
         if embedder is not None:  # another process may have created it first: check again
-            index.manifest.check_model(embedder.model_id, embedder.dimension, where)
+            index.manifest.check_model(embedder, where)
         if loader_settings is not None:
             index.manifest.check_loader(loader_settings, where)
         if manifest is not None:
@@ -227,6 +215,18 @@ class TWNIndex:
                 if budget is not None:
                     index.set_budget(role, budget)
         return index
+
+    @staticmethod
+    def _create_collection(client, name: str, manifest: IndexManifest):
+        """Create the collection with ``manifest`` (cosine space, vectors supplied by us). If
+        another process created it meanwhile, that one is returned (and checked by the caller)."""
+        handle = client.get_or_create_collection(
+            name, metadata=manifest.to_metadata(), configuration=COSINE_CONFIGURATION, embedding_function=None
+        )
+        if IndexManifest.from_metadata(handle.metadata) is None:  # an empty collection made by someone else
+            handle.modify(metadata=IndexManifest.merged_into(handle.metadata, manifest))
+            handle = client.get_collection(name, embedding_function=None)
+        return handle
 
     @staticmethod
     def _find_collection(client, name: str):
@@ -253,7 +253,7 @@ class TWNIndex:
         """The index's embedder, loaded from its stored model id on first use."""
         if self._embedder is None:
             self._embedder = _load_embedder(self.manifest.model_id)
-            self.manifest.check_model(self._embedder.model_id, self._embedder.dimension, self.location)
+            self.manifest.check_model(self._embedder, self.location)
         return self._embedder
 
     def count(self) -> int:
