@@ -192,3 +192,27 @@ def test_more_items_than_chromas_max_batch(index):
     assert top["ids"][0] == ["item-01234"]
     assert index.info().items == n
     assert index.delete_source("bulk") == 0  # "bulk" is not a path under the cwd
+
+
+def test_damage_part_way_keeps_the_pages_before_it(index, tmp_path, monkeypatch):
+    """A file that fails after some items: those items are stored with their spend recorded,
+    the file is reported, and it is not marked complete (the next run tries it again)."""
+    from twn_rag.loaders import dispatch
+    from twn_rag.loaders.items import LoadError
+    from twn_rag.loaders.pdf import iter_pdf_pages
+
+    def pages_then_damage(ref, settings):
+        for item in iter_pdf_pages(ref, settings):
+            if item.metadata["page"] == 4:
+                raise LoadError(ref.path, "page 4 cannot be read (damaged stream)")
+            yield item
+
+    monkeypatch.setitem(dispatch.LOADERS, "pdf", pages_then_damage)
+    pdf = write_sample_pdf(tmp_path / "damaged.pdf", 6)
+    report = index.add([pdf], batch_size=2, chunk_size=4)
+    assert [(f.path, f.reason) for f in report.failures] == [(str(pdf), "page 4 cannot be read (damaged stream)")]
+    records = _all_records(index)
+    assert sorted(m["page"] for m in records["metadatas"]) == [1, 2, 3]
+    assert not any(m["last_in_file"] for m in records["metadatas"])
+    assert index.budget("document").ledger.items_seen == 3
+    assert index.add([pdf]).failures  # not taken for complete: read again, fails again

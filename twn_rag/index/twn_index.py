@@ -75,25 +75,39 @@ def _load_embedder(model: TWNEmbedder | str | Path) -> TWNEmbedder:
 
 
 def _mark_last(items: Iterable[DocumentItem]) -> Iterator[DocumentItem]:
-    """Pass items through, setting ``last_in_file`` (True on the final one only)."""
+    """Pass items through, setting ``last_in_file`` (True on the final one only). When the
+    source fails, the item held back is still passed on (not marked last), then the error."""
     previous: DocumentItem | None = None
-    for item in items:
+    try:
+        for item in items:
+            if previous is not None:
+                previous.metadata[LAST_IN_FILE_KEY] = False
+                yield previous
+            previous = item
+    except Exception:
         if previous is not None:
             previous.metadata[LAST_IN_FILE_KEY] = False
             yield previous
-        previous = item
+        raise
     if previous is not None:
         previous.metadata[LAST_IN_FILE_KEY] = True
         yield previous
 
 
 def _chunks(items: Iterable[DocumentItem], size: int) -> Iterator[list[DocumentItem]]:
+    """Lists of ``size`` items (the last one shorter). When the source fails, the partial list
+    is still passed on, then the error."""
     chunk: list[DocumentItem] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
+    try:
+        for item in items:
+            chunk.append(item)
+            if len(chunk) == size:
+                yield chunk
+                chunk = []
+    except Exception:
+        if chunk:
             yield chunk
-            chunk = []
+        raise
     if chunk:
         yield chunk
 
@@ -367,13 +381,19 @@ class TWNIndex:
             loaded = _saving_images(iter_file_items(ref, self.manifest.loader), self.images_dir)
             items = prefetched(_timed(loaded, report.timings), max_ahead=chunk_size)
             chunk = _PendingChunk()
-            for batch in _chunks(_mark_last(items), batch_size):
-                todo = [item for item in batch if item.id not in current]
-                if todo:
-                    self._embed_into(chunk, todo, batch_size, report)
-                if len(chunk.items) >= chunk_size:
-                    self._flush(chunk, report, path, items_bar)
-                    chunk = _PendingChunk()
+            try:
+                for batch in _chunks(_mark_last(items), batch_size):
+                    todo = [item for item in batch if item.id not in current]
+                    if todo:
+                        self._embed_into(chunk, todo, batch_size, report)
+                    if len(chunk.items) >= chunk_size:
+                        self._flush(chunk, report, path, items_bar)
+                        chunk = _PendingChunk()
+            except (LoadError, InvalidInputError):
+                # Damage part-way through: keep what was embedded before it (stored, its spend
+                # recorded); the file stays incomplete and is retried by the next run.
+                self._flush(chunk, report, path, items_bar)
+                raise
             self._flush(chunk, report, path, items_bar)
             report.files_indexed += 1
         if stale:  # the file changed: its new version is complete, drop the old one
