@@ -216,3 +216,18 @@ def test_damage_part_way_keeps_the_pages_before_it(index, tmp_path, monkeypatch)
     assert not any(m["last_in_file"] for m in records["metadatas"])
     assert index.budget("document").ledger.items_seen == 3
     assert index.add([pdf]).failures  # not taken for complete: read again, fails again
+
+
+def test_video_clips_are_indexed_as_one_item_each(tmp_path, embedder, sample_video):
+    from twn_rag.loaders import LoaderSettings
+
+    clips = LoaderSettings(max_image_pixels=4096, video_fps=4.0, clip_frames=4)
+    index = TWNIndex.open(tmp_path / "clips", embedder, loader_settings=clips)
+    assert index.add([sample_video]).items_added == 2
+    hits = index.search("a ball moving to the right", k=5)
+    assert [h.modality for h in hits] == ["video", "video"]
+    assert sorted(h.timestamp for h in hits) == [0.0, 1.0]
+    assert sorted(h.metadata["end_timestamp"] for h in hits) == [0.75, 1.75]
+    assert all(h.image_path.endswith(".jpg") for h in hits)  # first frame, as a thumbnail
+    with pytest.raises(IndexMismatchError, match="samples documents with"):
+        TWNIndex.open(tmp_path / "clips", loader_settings=LoaderSettings(max_image_pixels=4096, clip_frames=2))

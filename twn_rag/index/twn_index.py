@@ -49,7 +49,8 @@ from twn_rag.index.records import (
     record_metadata,
     resolve_image_path,
 )
-from twn_rag.index.report import IndexInfo, IndexReport, IngestTimings
+from twn_rag.index.report import IndexInfo, IndexReport
+from twn_rag.index.streams import batched, mark_last, saving_images, timed
 from twn_rag.inputs import InvalidInputError
 from twn_rag.loaders.dispatch import iter_file_items
 from twn_rag.loaders.files import FileRef, canonical_source, discover_files
@@ -72,64 +73,6 @@ def _load_embedder(model: TWNEmbedder | str | Path) -> TWNEmbedder:
     if isinstance(model, TWNEmbedder):
         return model
     return TWNEmbedder.from_pretrained(canonical_model_id(str(model)))
-
-
-def _mark_last(items: Iterable[DocumentItem]) -> Iterator[DocumentItem]:
-    """Pass items through, setting ``last_in_file`` (True on the final one only). When the
-    source fails, the item held back is still passed on (not marked last), then the error."""
-    previous: DocumentItem | None = None
-    try:
-        for item in items:
-            if previous is not None:
-                previous.metadata[LAST_IN_FILE_KEY] = False
-                yield previous
-            previous = item
-    except Exception:
-        if previous is not None:
-            previous.metadata[LAST_IN_FILE_KEY] = False
-            yield previous
-        raise
-    if previous is not None:
-        previous.metadata[LAST_IN_FILE_KEY] = True
-        yield previous
-
-
-def _chunks(items: Iterable[DocumentItem], size: int) -> Iterator[list[DocumentItem]]:
-    """Lists of ``size`` items (the last one shorter). When the source fails, the partial list
-    is still passed on, then the error."""
-    chunk: list[DocumentItem] = []
-    try:
-        for item in items:
-            chunk.append(item)
-            if len(chunk) == size:
-                yield chunk
-                chunk = []
-    except Exception:
-        if chunk:
-            yield chunk
-        raise
-    if chunk:
-        yield chunk
-
-
-def _saving_images(items: Iterable[DocumentItem], images_dir: Path) -> Iterator[DocumentItem]:
-    """Pass items through, writing each one's rendered page or frame under ``images_dir``."""
-    for item in items:
-        item.save_image(images_dir)
-        yield item
-
-
-def _timed(items: Iterator[DocumentItem], timings: IngestTimings) -> Iterator[DocumentItem]:
-    """Pass items through, adding the time spent producing them to ``timings.load_s``."""
-    while True:
-        started = time.perf_counter()
-        try:
-            item = next(items)
-        except StopIteration:
-            timings.load_s += time.perf_counter() - started
-            return
-        timings.load_s += time.perf_counter() - started
-        yield item
 
 
 @dataclass
@@ -378,11 +321,11 @@ class TWNIndex:
                 logger.info("resuming %s: %d items already stored", path, len(current))
             # Loading (render/decode, page and frame image files) runs up to a chunk ahead in a
             # background thread, overlapping with embedding; items still arrive in order.
-            loaded = _saving_images(iter_file_items(ref, self.manifest.loader), self.images_dir)
-            items = prefetched(_timed(loaded, report.timings), max_ahead=chunk_size)
+            loaded = saving_images(iter_file_items(ref, self.manifest.loader), self.images_dir)
+            items = prefetched(timed(loaded, report.timings), max_ahead=chunk_size)
             chunk = _PendingChunk()
             try:
-                for batch in _chunks(_mark_last(items), batch_size):
+                for batch in batched(mark_last(items), batch_size):
                     todo = [item for item in batch if item.id not in current]
                     if todo:
                         self._embed_into(chunk, todo, batch_size, report)
