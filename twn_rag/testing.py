@@ -424,6 +424,7 @@ BROKEN_DOCUMENT_REASONS = {
     "encrypted.pdf": "encrypted",
     "text-file.mp4": "cannot decode video",
     "truncated.mp4": "cannot decode video|no video stream|no decodable frame",
+    "cut-tail.mkv": "truncated or damaged video",
     "broken.png": "cannot read image",
 }
 
@@ -431,7 +432,8 @@ BROKEN_DOCUMENT_REASONS = {
 def write_broken_documents(directory: str | Path) -> dict[str, Path]:
     """Write one damaged file of each kind the loaders must refuse (the keys of
     ``BROKEN_DOCUMENT_REASONS``): a truncated, an empty, a corrupt and an encrypted PDF, a
-    text file named ``.mp4``, a truncated video and an undecodable PNG. Returns name -> path."""
+    text file named ``.mp4``, an MP4 cut before its index, an MKV cut in the middle (its first
+    frames still decode) and an undecodable PNG. Returns name -> path."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     pdf = write_sample_pdf(directory / "truncated.pdf", 3).read_bytes()
@@ -442,5 +444,7 @@ def write_broken_documents(directory: str | Path) -> dict[str, Path]:
     (directory / "text-file.mp4").write_text("this is a text file with a video extension\n")
     video = write_sample_video(directory / "truncated.mp4", seconds=1.0, fps=8).read_bytes()
     (directory / "truncated.mp4").write_bytes(video[: len(video) // 3])
+    mkv = write_sample_video(directory / "cut-tail.mkv", seconds=4.0, fps=8).read_bytes()
+    (directory / "cut-tail.mkv").write_bytes(mkv[: len(mkv) * 3 // 5])
     (directory / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"not image data" * 8)
     return {name: directory / name for name in BROKEN_DOCUMENT_REASONS}
