@@ -66,11 +66,13 @@ def print_index_report(report: IndexReport) -> None:
         f"{report.items_removed} old items removed), {report.files_unchanged} unchanged, "
         f"{len(report.skipped)} skipped, {len(report.failures)} failed"
     )
-    typer.echo(
-        f"time: {timings.wall_s:.2f} s; embed {timings.embed_s:.2f} s, load {timings.load_s:.2f} s "
-        f"(overlapped with embedding), store {timings.store_s:.2f} s; "
-        f"{timings.non_embed_wall_share:.0%} of the time not embedding"
-    )
+    line = f"time: {timings.wall_s:.2f} s"
+    if timings.embed_s > 0:
+        line += (
+            f"; embed {timings.embed_s:.2f} s, load {timings.load_s:.2f} s (overlapped with embedding), "
+            f"store {timings.store_s:.2f} s; {timings.non_embed_wall_share:.0%} of the time not embedding"
+        )
+    typer.echo(line)
     if report.document_budget is not None:
         typer.echo(f"document budget: {describe_budget(report.document_budget)}")
     for label, entries in (("skipped", report.skipped), ("FAILED", report.failures)):
