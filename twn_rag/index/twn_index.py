@@ -27,6 +27,7 @@ import logging
 import re
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -319,28 +320,34 @@ class TWNIndex:
         else:
             if current:
                 logger.info("resuming %s: %d items already stored", path, len(current))
-            # Loading (render/decode, page and frame image files) runs up to a chunk ahead in a
-            # background thread, overlapping with embedding; items still arrive in order.
-            loaded = saving_images(iter_file_items(ref, self.manifest.loader), self.images_dir)
-            items = prefetched(timed(loaded, report.timings), max_ahead=chunk_size)
-            chunk = _PendingChunk()
+            self._ingest(ref, current, report, batch_size, chunk_size, items_bar)
+            report.files_indexed += 1
+        if stale:  # the file changed: its new version is complete, drop the old one
+            report.items_removed += self._delete_ids(stale)
+
+    def _ingest(
+        self, ref: FileRef, stored_ids: set[str], report: IndexReport, batch_size: int, chunk_size: int, items_bar
+    ) -> None:
+        """Embed and store, in order, the items of ``ref`` not in ``stored_ids``. Loading
+        (render/decode, page and frame image files) runs up to a chunk ahead in a background
+        thread, overlapping with embedding; each batch is embedded as soon as it is loaded."""
+        loaded = saving_images(iter_file_items(ref, self.manifest.loader), self.images_dir)
+        chunk = _PendingChunk()
+        with closing(prefetched(timed(loaded, report.timings), max_ahead=chunk_size)) as items:
             try:
                 for batch in batched(mark_last(items), batch_size):
-                    todo = [item for item in batch if item.id not in current]
+                    todo = [item for item in batch if item.id not in stored_ids]
                     if todo:
                         self._embed_into(chunk, todo, batch_size, report)
                     if len(chunk.items) >= chunk_size:
-                        self._flush(chunk, report, path, items_bar)
+                        self._flush(chunk, report, ref.path, items_bar)
                         chunk = _PendingChunk()
             except (LoadError, InvalidInputError):
                 # Damage part-way through: keep what was embedded before it (stored, its spend
                 # recorded); the file stays incomplete and is retried by the next run.
-                self._flush(chunk, report, path, items_bar)
+                self._flush(chunk, report, ref.path, items_bar)
                 raise
-            self._flush(chunk, report, path, items_bar)
-            report.files_indexed += 1
-        if stale:  # the file changed: its new version is complete, drop the old one
-            report.items_removed += self._delete_ids(stale)
+        self._flush(chunk, report, ref.path, items_bar)
 
     def _embed_into(
         self, chunk: _PendingChunk, items: list[DocumentItem], batch_size: int, report: IndexReport
