@@ -39,6 +39,7 @@ format: install
 
 bench: install
 	$(BIN)/python benchmarks/bench_encode.py
+	$(BIN)/python benchmarks/bench_ingest.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

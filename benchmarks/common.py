@@ -13,18 +13,33 @@ CACHE = Path(os.environ.get("TWN_BENCH_CACHE", ".twn-cache"))
 # A "small" Qwen3-VL shape: tens of millions of parameters, minutes on 2 CPU cores.
 BENCH_HIDDEN_SIZE = 512
 BENCH_LAYERS = 8
+# Pages and frames reach the model at up to 256x256 pixels (64 visual tokens).
+BENCH_IMAGE_MAX_PIXELS = 256 * 256
+BENCH_VIDEO_FPS = 1.0
 
 
 def bench_checkpoint() -> Path:
     """The benchmark TWN checkpoint (built once under the cache directory, then reused)."""
     from twn_rag.testing import build_tiny_backbone, build_tiny_twn_checkpoint
 
-    target = CACHE / f"bench-twn-h{BENCH_HIDDEN_SIZE}-l{BENCH_LAYERS}"
+    target = CACHE / f"bench-twn-h{BENCH_HIDDEN_SIZE}-l{BENCH_LAYERS}-px{BENCH_IMAGE_MAX_PIXELS}"
     if not (target / "gate_mlp.pt").is_file():
         backbone = build_tiny_backbone(
-            target / "backbone", hidden_size=BENCH_HIDDEN_SIZE, num_layers=BENCH_LAYERS, seed=1
+            target / "backbone",
+            hidden_size=BENCH_HIDDEN_SIZE,
+            num_layers=BENCH_LAYERS,
+            image_max_pixels=BENCH_IMAGE_MAX_PIXELS,
+            seed=1,
         )
-        build_tiny_twn_checkpoint(target, backbone_dir=backbone, num_queries=16, gate_hidden=256, seed=1)
+        build_tiny_twn_checkpoint(
+            target,
+            backbone_dir=backbone,
+            num_queries=16,
+            gate_hidden=256,
+            seed=1,
+            max_image_pixels=BENCH_IMAGE_MAX_PIXELS,
+            video_fps=BENCH_VIDEO_FPS,
+        )
     return target
 
 

@@ -137,11 +137,13 @@ def build_tiny_backbone(
     num_layers: int = 2,
     seed: int = 0,
     tokenizer=None,
+    image_max_pixels: int = TINY_IMAGE_MAX_PIXELS,
 ) -> Path:
     """Build and save a randomly initialised tiny backbone with its processor.
 
     ``arch`` is one of ``qwen3_vl``, ``qwen2_vl``, ``qwen2_5_vl``. The result loads with
-    ``AutoModelForImageTextToText`` and ``AutoProcessor`` from ``output_dir``.
+    ``AutoModelForImageTextToText`` and ``AutoProcessor`` from ``output_dir``. The processor
+    downscales images to ``image_max_pixels`` (a video frame to twice that).
     """
     from transformers import Qwen2VLImageProcessor
 
@@ -157,7 +159,7 @@ def build_tiny_backbone(
         merge_size=2,
         temporal_patch_size=2,
         min_pixels=32 * 32,
-        max_pixels=TINY_IMAGE_MAX_PIXELS,
+        max_pixels=image_max_pixels,
     )
     torch.manual_seed(seed)
     if arch == "qwen3_vl":
@@ -186,14 +188,14 @@ def build_tiny_backbone(
         )
         model = Qwen3VLForConditionalGeneration(config)
         image_processor = Qwen2VLImageProcessor(**image_kwargs)
-        image_processor.size = {"shortest_edge": 32 * 32, "longest_edge": TINY_IMAGE_MAX_PIXELS}
+        image_processor.size = {"shortest_edge": 32 * 32, "longest_edge": image_max_pixels}
         video_processor = Qwen3VLVideoProcessor(
             do_sample_frames=False,
             cap_pixels_per_frame=True,
             patch_size=16,
             merge_size=2,
             temporal_patch_size=2,
-            size={"shortest_edge": 32 * 32, "longest_edge": TINY_IMAGE_MAX_PIXELS * 2},
+            size={"shortest_edge": 32 * 32, "longest_edge": image_max_pixels * 2},
         )
         processor = Qwen3VLProcessor(
             image_processor=image_processor,
@@ -230,13 +232,13 @@ def build_tiny_backbone(
         config = config_class(text_config=text, vision_config=vision, **token_ids)
         model = model_class(config)
         image_processor = Qwen2VLImageProcessor(**image_kwargs)
-        image_processor.size = {"shortest_edge": 32 * 32, "longest_edge": TINY_IMAGE_MAX_PIXELS}
+        image_processor.size = {"shortest_edge": 32 * 32, "longest_edge": image_max_pixels}
         video_processor = Qwen2VLVideoProcessor(
             cap_pixels_per_frame=True,
             patch_size=16,
             merge_size=2,
             temporal_patch_size=2,
-            size={"shortest_edge": 32 * 32, "longest_edge": TINY_IMAGE_MAX_PIXELS * 2},
+            size={"shortest_edge": 32 * 32, "longest_edge": image_max_pixels * 2},
         )
         processor = processor_class(
             image_processor=image_processor,
@@ -280,9 +282,11 @@ def build_tiny_twn_checkpoint(
     from twn_rag.config import TWNConfig
     from twn_rag.modeling import TWNModel
 
-    output_dir = Path(output_dir)
+    # Absolute: adapter_config.json records the backbone path, which must resolve from any cwd.
+    output_dir = Path(output_dir).resolve()
     if backbone_dir is None:
         backbone_dir = build_tiny_backbone(output_dir / "backbone", arch, seed=seed)
+    backbone_dir = Path(backbone_dir).resolve()
     backbone = AutoModelForImageTextToText.from_pretrained(str(backbone_dir), dtype=torch.float32)
     config = TWNConfig(**{**TINY_TWN_CONFIG, **config_overrides})
     model = TWNModel.create(
@@ -363,3 +367,87 @@ def write_sample_video(path: str | Path, seconds: float = 2.0, fps: int = 8, siz
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+SAMPLE_PAGE_TEXTS = (
+    "Installation: unpack the archive and run the installer. The invoice total is 42 euros.",
+    "Configuration: set the index directory and the reasoning budget before the first run.",
+    "A red square and a blue circle on a white page; the video shows a ball moving right.",
+)
+_SAMPLE_COLOURS = ((200, 30, 30), (30, 60, 200), (30, 160, 60), (220, 160, 20))
+
+
+def write_sample_pdf(
+    path: str | Path,
+    pages: int | list[str] | tuple[str, ...] = SAMPLE_PAGE_TEXTS,
+    *,
+    page_size: tuple[float, float] = (300.0, 200.0),
+    password: str | None = None,
+) -> Path:
+    """Write a real PDF with a text layer and a coloured shape on every page; returns ``path``.
+
+    ``pages`` is a list of page texts, or a page count (texts cycle through
+    ``SAMPLE_PAGE_TEXTS`` with the page number). ``page_size`` is in points. With ``password``
+    the file is encrypted (readers need that password). The bytes are deterministic.
+    """
+    import datetime
+
+    from fpdf import FPDF
+
+    texts = (
+        [f"Page {i + 1}. {SAMPLE_PAGE_TEXTS[i % len(SAMPLE_PAGE_TEXTS)]}" for i in range(pages)]
+        if isinstance(pages, int)
+        else list(pages)
+    )
+    width, height = page_size
+    pdf = FPDF(unit="pt", format=(width, height))
+    pdf.set_creation_date(datetime.datetime(2025, 1, 1, tzinfo=datetime.timezone.utc))
+    pdf.set_auto_page_break(False)
+    pdf.set_margins(12, 12, 12)
+    for number, text in enumerate(texts):
+        pdf.add_page()
+        pdf.set_font("helvetica", size=11)
+        pdf.multi_cell(width - 24, 13, text)
+        pdf.set_fill_color(*_SAMPLE_COLOURS[number % len(_SAMPLE_COLOURS)])
+        side = min(width, height) / 4
+        pdf.rect(width - side - 12, height - side - 12, side, side, style="F")
+    if password is not None:
+        pdf.set_encryption(owner_password=password + "-owner", user_password=password)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pdf.output(str(path))
+    return path
+
+
+# File name -> a regular expression the loader's reason for refusing it matches.
+BROKEN_DOCUMENT_REASONS = {
+    "truncated.pdf": "damaged or not a PDF",
+    "empty.pdf": "empty file",
+    "corrupt.pdf": "damaged or not a PDF",
+    "encrypted.pdf": "encrypted",
+    "text-file.mp4": "cannot decode video",
+    "truncated.mp4": "cannot decode video|no video stream|no decodable frame",
+    "cut-tail.mkv": "truncated or damaged video",
+    "broken.png": "cannot read image",
+}
+
+
+def write_broken_documents(directory: str | Path) -> dict[str, Path]:
+    """Write one damaged file of each kind the loaders must refuse (the keys of
+    ``BROKEN_DOCUMENT_REASONS``): a truncated, an empty, a corrupt and an encrypted PDF, a
+    text file named ``.mp4``, an MP4 cut before its index, an MKV cut in the middle (its first
+    frames still decode) and an undecodable PNG. Returns name -> path."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    pdf = write_sample_pdf(directory / "truncated.pdf", 3).read_bytes()
+    (directory / "truncated.pdf").write_bytes(pdf[: len(pdf) // 2])
+    (directory / "empty.pdf").write_bytes(b"")
+    (directory / "corrupt.pdf").write_bytes(b"%PDF-1.7\n" + bytes(range(256)) * 8)
+    write_sample_pdf(directory / "encrypted.pdf", ["secret"], password="secret")
+    (directory / "text-file.mp4").write_text("this is a text file with a video extension\n")
+    video = write_sample_video(directory / "truncated.mp4", seconds=1.0, fps=8).read_bytes()
+    (directory / "truncated.mp4").write_bytes(video[: len(video) // 3])
+    mkv = write_sample_video(directory / "cut-tail.mkv", seconds=4.0, fps=8).read_bytes()
+    (directory / "cut-tail.mkv").write_bytes(mkv[: len(mkv) * 3 // 5])
+    (directory / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"not image data" * 8)
+    return {name: directory / name for name in BROKEN_DOCUMENT_REASONS}

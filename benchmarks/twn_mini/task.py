@@ -179,3 +179,53 @@ def colour_picture(colour: str, seed: int = 0, size: int = 64):
     base = np.array(COLOUR_RGB[colour], dtype=np.int16)
     pixels = base + rng.integers(-12, 13, size=(size, size, 3))
     return Image.fromarray(pixels.clip(0, 255).astype(np.uint8))
+
+
+def document_side(doc: Document, picture_dir: str) -> dict:
+    """A document as a training-data side: text for cards, an image path for pictures."""
+    if doc.colour is None:
+        return {"text": doc.text}
+    return {"image": f"{picture_dir}/{doc.colour}.png"}
+
+
+def write_jsonl(world: World, out_dir, negatives_per_query: int = 3, picture_dir: str = "pictures") -> dict[str, str]:
+    """Write ``train.jsonl``, ``validation.jsonl``, ``test.jsonl`` (the twn-rag training
+    format) and the colour pictures under ``out_dir``; returns split -> path.
+
+    Every line lists hard negatives (documents of the same kind as the positive) so that
+    the evaluator's corpus holds every document of the world.
+    """
+    import json
+    from pathlib import Path
+
+    out = Path(out_dir)
+    (out / picture_dir).mkdir(parents=True, exist_ok=True)
+    for i, colour in enumerate(COLOURS):
+        colour_picture(colour, seed=world.seed * 100 + i).save(out / picture_dir / f"{colour}.png")
+    by_id = {d.doc_id: d for d in world.documents}
+    rng = random.Random(world.seed)
+    paths = {}
+    for split in SPLITS:
+        path = out / f"{split}.jsonl"
+        with path.open("w", encoding="utf-8") as f:
+            for i, query in enumerate(world.split(split)):
+                positive = by_id[query.positive]
+                same_kind = [
+                    d for d in world.documents if (d.colour is None) == (positive.colour is None) and d is not positive
+                ]
+                others = rng.sample(same_kind, min(negatives_per_query, len(same_kind)))
+                record = {
+                    "id": f"{split}-{i}-{query.kind}",
+                    "query": query.text,
+                    "positive": document_side(positive, picture_dir),
+                    "negatives": [document_side(d, picture_dir) for d in others],
+                }
+                if query.thought is not None:
+                    record["query_thought"] = query.thought
+                f.write(json.dumps(record) + "\n")
+        paths[split] = str(path)
+    # The whole document collection, for evaluators that rank against every document.
+    with (out / "corpus.jsonl").open("w", encoding="utf-8") as f:
+        for doc in world.documents:
+            f.write(json.dumps({"id": doc.doc_id, **document_side(doc, picture_dir)}) + "\n")
+    return paths

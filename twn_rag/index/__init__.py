@@ -1,0 +1,20 @@
+"""A Chroma-backed multimodal index with a reasoning budget per role (``TWNIndex``)."""
+
+from twn_rag.index.errors import IndexConnectionError, IndexMismatchError, IndexNotFoundError, IndexStoreError
+from twn_rag.index.records import SearchHit
+from twn_rag.index.report import IndexInfo, IndexReport, IngestTimings
+from twn_rag.index.twn_index import DEFAULT_CHUNK_SIZE, DEFAULT_COLLECTION, TWNIndex
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "DEFAULT_COLLECTION",
+    "IndexConnectionError",
+    "IndexInfo",
+    "IndexMismatchError",
+    "IndexNotFoundError",
+    "IndexReport",
+    "IndexStoreError",
+    "IngestTimings",
+    "SearchHit",
+    "TWNIndex",
+]

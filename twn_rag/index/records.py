@@ -1,0 +1,134 @@
+"""Chroma records of embedded items, chunked writes, and search hits read back."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from twn_rag.embedder import EmbeddingResult
+from twn_rag.loaders.items import DocumentItem, MetadataValue
+
+# Set on a file's final item: its presence means every item of the file is stored, because
+# items are written in order.
+LAST_IN_FILE_KEY = "last_in_file"
+
+
+def record_metadata(
+    item: DocumentItem, result: EmbeddingResult, index_dir: Path | None = None
+) -> dict[str, MetadataValue]:
+    """Scalar metadata for Chroma: the item's own, its modality and image path, and what the
+    embedder decided (gate score, thought, thought tokens). Keys without a value are left out
+    (Chroma rejects ``None``). An image under ``index_dir`` is recorded relative to it, so the
+    index directory can be moved."""
+    metadata: dict[str, MetadataValue] = {
+        **item.metadata,
+        "modality": item.modality,
+        "gate_score": float(result.gate_score),
+        "thought_tokens": int(result.thought_tokens),
+        "thought_used": result.thought is not None,
+    }
+    if result.thought is not None:
+        metadata["thought"] = result.thought
+    if item.image_path is not None:
+        metadata["image_path"] = _relative_to(Path(item.image_path), index_dir)
+    return metadata
+
+
+def _relative_to(path: Path, base: Path | None) -> str:
+    if base is not None and path.is_absolute() and path.is_relative_to(base):
+        return path.relative_to(base).as_posix()
+    return str(path)
+
+
+def resolve_image_path(recorded: str | None, index_dir: Path) -> str | None:
+    """The absolute path of a recorded ``image_path`` (relative ones live under ``index_dir``)."""
+    if recorded is None:
+        return None
+    path = Path(recorded)
+    return str(path if path.is_absolute() else index_dir / path)
+
+
+def add_chunked(
+    collection,
+    *,
+    ids: Sequence[str],
+    embeddings: np.ndarray,
+    metadatas: Sequence[dict[str, Any]],
+    documents: Sequence[str],
+    max_batch_size: int,
+) -> int:
+    """Add in order, in slices of at most ``max_batch_size`` (Chroma rejects larger adds).
+    Chroma ignores ids it already holds, so writing the same items again never duplicates
+    them (and, unlike ``upsert``, costs almost nothing). Returns the number of writes made."""
+    writes = 0
+    for start in range(0, len(ids), max_batch_size):
+        stop = start + max_batch_size
+        collection.add(
+            ids=list(ids[start:stop]),
+            embeddings=embeddings[start:stop],
+            metadatas=list(metadatas[start:stop]),
+            documents=list(documents[start:stop]),
+        )
+        writes += 1
+    return writes
+
+
+@dataclass
+class SearchHit:
+    """One search result. ``score`` is the cosine similarity (higher is closer)."""
+
+    id: str
+    score: float
+    source: str
+    modality: str
+    page: int | None = None
+    timestamp: float | None = None
+    thought: str | None = None
+    image_path: str | None = None
+    text: str = ""
+    gate_score: float | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def location(self) -> str:
+        """``page=3``, ``t=12.50s`` or ``""``: where in the source the hit is."""
+        if self.page is not None:
+            return f"page={self.page}"
+        if self.timestamp is not None:
+            return f"t={self.timestamp:.2f}s"
+        return ""
+
+
+def hits_from_query(result: dict[str, Any], index_dir: Path) -> list[SearchHit]:
+    """``SearchHit``s from the first query of a Chroma ``query`` result (image paths made
+    absolute against ``index_dir``)."""
+    ids = result["ids"][0]
+    distances = result["distances"][0]
+    metadatas = result["metadatas"][0]
+    documents = (result.get("documents") or [[""] * len(ids)])[0]
+    hits = []
+    for hit_id, distance, metadata, document in zip(ids, distances, metadatas, documents):
+        metadata = dict(metadata or {})
+        page = metadata.get("page")
+        timestamp = metadata.get("timestamp")
+        gate = metadata.get("gate_score")
+        hits.append(
+            SearchHit(
+                id=hit_id,
+                score=1.0 - float(distance),
+                source=str(metadata.get("source", "")),
+                modality=str(metadata.get("modality", "")),
+                page=int(page) if page is not None else None,
+                timestamp=float(timestamp) if timestamp is not None else None,
+                thought=metadata.get("thought"),
+                image_path=resolve_image_path(metadata.get("image_path"), index_dir),
+                text=document or "",
+                gate_score=float(gate) if gate is not None else None,
+                metadata=metadata,
+            )
+        )
+    return hits

@@ -1,0 +1,75 @@
+"""What an indexing run did and what an index holds, for people and for benchmarks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from twn_rag.budget import ReasoningBudget
+from twn_rag.loaders.items import FileFailure
+from twn_rag.loaders.settings import LoaderSettings
+
+
+@dataclass
+class IngestTimings:
+    """Time of an indexing run by stage: ``load_s`` (hashing, PDF rendering and text
+    extraction, video decoding, writing page/frame image files), ``embed_s`` (the TWN
+    embedder), ``store_s`` (Chroma writes and ledger updates), and ``wall_s`` for the run.
+    Loading runs in a background thread, overlapped with embedding, so the stages add up to
+    more than the wall time when that overlap works."""
+
+    load_s: float = 0.0
+    embed_s: float = 0.0
+    store_s: float = 0.0
+    wall_s: float = 0.0
+
+    @property
+    def total_s(self) -> float:
+        """The stage times added up: the wall time a serial pipeline would take."""
+        return self.load_s + self.embed_s + self.store_s
+
+    @property
+    def loader_store_share(self) -> float:
+        """(load + store) / (load + embed + store): the work around embedding, as a share."""
+        return (self.load_s + self.store_s) / self.total_s if self.total_s else 0.0
+
+    @property
+    def non_embed_wall_share(self) -> float:
+        """Share of the wall time not spent embedding: what loading and storing actually
+        cost after the overlap (plus small fixed costs such as looking up stored items)."""
+        return max(self.wall_s - self.embed_s, 0.0) / self.wall_s if self.wall_s else 0.0
+
+
+@dataclass
+class IndexReport:
+    """Outcome of ``TWNIndex.add``: files indexed or found unchanged, items written and
+    removed (replaced versions), files that failed (with reasons) or were skipped, timings,
+    and the document budget after the run."""
+
+    files_indexed: int = 0
+    files_unchanged: int = 0
+    items_added: int = 0
+    items_removed: int = 0
+    failures: list[FileFailure] = field(default_factory=list)
+    skipped: list[FileFailure] = field(default_factory=list)
+    timings: IngestTimings = field(default_factory=IngestTimings)
+    document_budget: ReasoningBudget | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+@dataclass
+class IndexInfo:
+    """What an index holds: where, which model, how many items of which modality, and the
+    budget of each role (limits and spend)."""
+
+    collection: str
+    location: str
+    model_id: str
+    dimension: int
+    items: int
+    sources: int
+    modalities: dict[str, int]
+    budgets: dict[str, ReasoningBudget]
+    loader: LoaderSettings

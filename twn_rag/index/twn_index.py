@@ -1,0 +1,491 @@
+"""``TWNIndex``: PDFs, videos and images embedded with TWN into a Chroma collection, with a
+reasoning budget per role that the index keeps (and enforces) across processes.
+
+Layout of an index directory::
+
+    <index_dir>/chroma/   the embedded Chroma database (absent when a server URL is used)
+    <index_dir>/images/   rendered pages and sampled frames, one file per item
+    <index_dir>/.twn-index.lock
+
+Consistency, including after a kill -9:
+
+- item ids are stable (content hash + source + page/timestamp) and written with ``add``,
+  which ignores ids already stored, so a repeated write never duplicates;
+- a file's items are written in order and its final item is flagged ``last_in_file``: a file
+  whose flagged item is stored is complete, and re-indexing it writes nothing; an incomplete
+  file is resumed, embedding only the items not stored yet;
+- a changed file's old items are deleted only once its new version is complete;
+- each chunk's budget spend is merged into the stored ledger *before* its records are
+  written, so every stored item's spend is in the ledger (a kill between the two counts
+  spend whose items are then embedded again, which was spent indeed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from twn_rag.budget import BudgetLedger, ReasoningBudget
+from twn_rag.config import ROLES
+from twn_rag.embedder import DEFAULT_BATCH_SIZE, EmbeddingResult, TWNEmbedder
+from twn_rag.index.client import CHROMA_SUBDIR, COSINE_CONFIGURATION, connect
+from twn_rag.index.errors import IndexMismatchError, IndexNotFoundError
+from twn_rag.index.locking import exclusive_lock
+from twn_rag.index.manifest import IndexManifest, canonical_model_id
+from twn_rag.index.records import (
+    LAST_IN_FILE_KEY,
+    SearchHit,
+    add_chunked,
+    hits_from_query,
+    record_metadata,
+    resolve_image_path,
+)
+from twn_rag.index.report import IndexInfo, IndexReport
+from twn_rag.index.streams import batched, mark_last, saving_images, timed
+from twn_rag.inputs import InvalidInputError
+from twn_rag.loaders.dispatch import iter_file_items
+from twn_rag.loaders.files import FileRef, canonical_source, discover_files
+from twn_rag.loaders.items import DocumentItem, FileFailure, LoadError
+from twn_rag.loaders.prefetch import prefetched
+from twn_rag.loaders.settings import LoaderSettings
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_COLLECTION = "twn"
+# Items stored per write (with one ledger update): the most embedding work a kill -9 can lose.
+# Embedding itself goes batch by batch, as items arrive from the loader.
+DEFAULT_CHUNK_SIZE = 32
+IMAGES_SUBDIR = "images"
+COLLECTION_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]")
+LOCK_FILENAME = ".twn-index.lock"
+
+
+def _load_embedder(model: TWNEmbedder | str | Path) -> TWNEmbedder:
+    if isinstance(model, TWNEmbedder):
+        return model
+    return TWNEmbedder.from_pretrained(canonical_model_id(str(model)))
+
+
+@dataclass
+class _PendingChunk:
+    """Items embedded but not stored yet, and the budget they were embedded under."""
+
+    items: list[DocumentItem] = field(default_factory=list)
+    results: list[EmbeddingResult] = field(default_factory=list)
+    budget: ReasoningBudget | None = None
+    ledger_before: BudgetLedger = field(default_factory=BudgetLedger)
+
+
+def _add_spend(ledger: BudgetLedger, before: BudgetLedger, after: BudgetLedger) -> None:
+    ledger.items_seen += after.items_seen - before.items_seen
+    ledger.items_thought += after.items_thought - before.items_thought
+    ledger.thought_tokens += after.thought_tokens - before.thought_tokens
+
+
+class TWNIndex:
+    """A searchable multimodal index in one Chroma collection. Open it with ``open``; then
+    ``add`` paths, ``search`` by text and/or image, ``delete_source``, ``info``."""
+
+    def __init__(self, client, collection, index_dir: Path, location: str, embedder: TWNEmbedder | None):
+        self._client = client
+        self._collection = collection
+        self.index_dir = index_dir
+        self.location = location
+        self._embedder = embedder
+        self._max_batch_size = int(client.get_max_batch_size())
+        manifest = IndexManifest.from_metadata(collection.metadata)
+        assert manifest is not None  # open() creates or validates it
+        self.manifest = manifest
+
+    # -- opening ---------------------------------------------------------------------------
+    @classmethod
+    def open(
+        cls,
+        index_dir: str | Path,
+        model: TWNEmbedder | str | Path | None = None,
+        *,
+        collection: str = DEFAULT_COLLECTION,
+        chroma_url: str | None = None,
+        default_model: str | None = None,
+        document_budget: ReasoningBudget | None = None,
+        query_budget: ReasoningBudget | None = None,
+        loader_settings: LoaderSettings | None = None,
+    ) -> TWNIndex:
+        """Open the index in ``index_dir`` (Chroma embedded there, or the server at
+        ``chroma_url``), creating it when absent.
+
+        ``model`` (an embedder, a checkpoint path or a hub id) must match the index's model and
+        dimension (``IndexMismatchError`` otherwise); when ``None`` the index's own model is
+        loaded on first use. A new index needs ``model`` or ``default_model``, else
+        ``IndexNotFoundError``. Budgets given for a new index are its budgets (default: the
+        checkpoint's); given for an existing index they replace its limits and keep its ledger.
+        ``loader_settings`` default to the model's image cap and video sampling.
+        """
+        if not COLLECTION_NAME.fullmatch(collection):
+            raise ValueError(
+                f"collection name {collection!r} is not valid for Chroma: use 3-512 characters of "
+                "a-z, A-Z, 0-9, '.', '_', '-', starting and ending with a letter or digit"
+            )
+        index_dir = Path(index_dir).expanduser().resolve()
+        location = chroma_url or str(index_dir / CHROMA_SUBDIR)
+        where = f"{location} (collection {collection!r})"
+        if chroma_url is None and model is None and default_model is None and not (index_dir / CHROMA_SUBDIR).is_dir():
+            raise IndexNotFoundError(f"no twn-rag index at {where}; index documents into it first (with a model)")
+        index_dir.mkdir(parents=True, exist_ok=True)
+        client = connect(index_dir, chroma_url)
+        existing = cls._find_collection(client, collection)
+        manifest = IndexManifest.from_metadata(existing.metadata) if existing is not None else None
+        if existing is not None and manifest is None and existing.count() > 0:
+            raise IndexMismatchError(
+                f"collection at {where} holds records not written by twn-rag; use another --collection"
+            )
+        embedder = _load_embedder(model) if model is not None else None
+        if manifest is None:
+            if embedder is None and default_model is None:
+                raise IndexNotFoundError(f"no twn-rag index at {where}; index documents into it first (with a model)")
+            embedder = embedder or _load_embedder(default_model)  # type: ignore[arg-type]
+            budgets = {
+                "document": document_budget or embedder.default_budget(),
+                "query": query_budget or embedder.default_budget(),
+            }
+            loader = loader_settings or cls.default_loader_settings(embedder)
+            handle = cls._create_collection(client, collection, IndexManifest.for_embedder(embedder, budgets, loader))
+            logger.info("created index %s for model %s", where, embedder.model_id)
+        else:
+            handle = existing
+        index = cls(client, handle, index_dir, location, embedder)
+        if embedder is not None:  # another process may have created it first: check again
+            index.manifest.check_model(embedder, where)
+        if loader_settings is not None:
+            index.manifest.check_loader(loader_settings, where)
+        if manifest is not None:
+            for role, budget in (("document", document_budget), ("query", query_budget)):
+                if budget is not None:
+                    index.set_budget(role, budget)
+        return index
+
+    @staticmethod
+    def _create_collection(client, name: str, manifest: IndexManifest):
+        """Create the collection with ``manifest`` (cosine space, vectors supplied by us). If
+        another process created it meanwhile, that one is returned (and checked by the caller)."""
+        handle = client.get_or_create_collection(
+            name, metadata=manifest.to_metadata(), configuration=COSINE_CONFIGURATION, embedding_function=None
+        )
+        if IndexManifest.from_metadata(handle.metadata) is None:  # an empty collection made by someone else
+            handle.modify(metadata=IndexManifest.merged_into(handle.metadata, manifest))
+            handle = client.get_collection(name, embedding_function=None)
+        return handle
+
+    @staticmethod
+    def _find_collection(client, name: str):
+        if name not in {c if isinstance(c, str) else c.name for c in client.list_collections()}:
+            return None
+        return client.get_collection(name, embedding_function=None)
+
+    @staticmethod
+    def default_loader_settings(embedder: TWNEmbedder) -> LoaderSettings:
+        """Pages and frames at the model's own image cap, videos at its frame rate."""
+        return LoaderSettings(max_image_pixels=embedder.config.max_image_pixels, video_fps=embedder.config.video_fps)
+
+    # -- properties ------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self._collection.name
+
+    @property
+    def images_dir(self) -> Path:
+        return self.index_dir / IMAGES_SUBDIR
+
+    @property
+    def embedder(self) -> TWNEmbedder:
+        """The index's embedder, loaded from its stored model id on first use."""
+        if self._embedder is None:
+            self._embedder = _load_embedder(self.manifest.model_id)
+            self.manifest.check_model(self._embedder, self.location)
+        return self._embedder
+
+    def count(self) -> int:
+        return self._collection.count()
+
+    # -- budgets (read fresh, merged under a lock) -----------------------------------------
+    def _read_manifest(self) -> IndexManifest:
+        fresh = self._client.get_collection(self.name, embedding_function=None)
+        manifest = IndexManifest.from_metadata(fresh.metadata)
+        if manifest is None:
+            raise IndexMismatchError(f"collection {self.name!r} at {self.location} lost its twn-rag metadata")
+        self.manifest = manifest
+        return manifest
+
+    def _write_manifest(self, manifest: IndexManifest) -> None:
+        current = self._client.get_collection(self.name, embedding_function=None).metadata
+        self._collection.modify(metadata=IndexManifest.merged_into(current, manifest))
+        self.manifest = manifest
+
+    def budget(self, role: str) -> ReasoningBudget:
+        """The stored budget of ``role`` (limits and ledger), as of now."""
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+        return self._read_manifest().budgets[role]
+
+    def set_budget(self, role: str, budget: ReasoningBudget) -> ReasoningBudget:
+        """Replace the limits of ``role``'s budget; the ledger (what was spent) is kept."""
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+        with exclusive_lock(self.index_dir / LOCK_FILENAME):
+            manifest = self._read_manifest().copy()
+            updated = dataclasses.replace(budget, ledger=manifest.budgets[role].ledger)
+            manifest.budgets[role] = updated
+            self._write_manifest(manifest)
+        return updated
+
+    def _commit_spend(self, role: str, before: BudgetLedger, after: BudgetLedger) -> None:
+        """Add what was spent since ``before`` to the stored ledger (merging with what other
+        processes recorded meanwhile)."""
+        with exclusive_lock(self.index_dir / LOCK_FILENAME):
+            manifest = self._read_manifest().copy()
+            _add_spend(manifest.budgets[role].ledger, before, after)
+            self._write_manifest(manifest)
+
+    def _encode(self, inputs: Sequence[Any], role: str, batch_size: int) -> list[EmbeddingResult]:
+        """Encode under the stored budget of ``role`` and persist its spend."""
+        budget = self.budget(role)
+        before = dataclasses.replace(budget.ledger)
+        results = self.embedder.encode(inputs, role=role, budget=budget, batch_size=batch_size)
+        self._commit_spend(role, before, budget.ledger)
+        return results
+
+    # -- writing ---------------------------------------------------------------------------
+    def add(
+        self,
+        paths: Iterable[str | Path],
+        *,
+        show_progress: bool = False,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+    ) -> IndexReport:
+        """Index every supported file under ``paths`` (folders walked recursively).
+
+        Unchanged files are skipped, interrupted ones resumed, changed ones replaced. A file
+        that cannot be read is reported in ``IndexReport.failures`` and the others go on.
+        """
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        started = time.perf_counter()
+        discovery = discover_files(paths)
+        report = IndexReport(failures=list(discovery.failures), skipped=list(discovery.skipped))
+        for skipped in discovery.skipped:
+            logger.info("skipped %s: %s", skipped.path, skipped.reason)
+        if discovery.files:
+            self.embedder  # noqa: B018 - load the model before the progress bars start
+        files_bar = tqdm(total=len(discovery.files), desc="files", unit="file", disable=not show_progress)
+        items_bar = tqdm(desc="items", unit="item", disable=not show_progress)
+        try:
+            for path, kind in discovery.files:
+                files_bar.set_postfix_str(path.name, refresh=False)
+                try:
+                    self._add_file(path, kind, report, batch_size, chunk_size, items_bar)
+                except (LoadError, InvalidInputError) as exc:
+                    report.failures.append(FileFailure(str(path), exc.reason))
+                    logger.warning("failed %s: %s", path, exc.reason)
+                files_bar.update()
+        finally:
+            items_bar.close()
+            files_bar.close()
+        report.document_budget = self.budget("document")
+        report.timings.wall_s = time.perf_counter() - started
+        return report
+
+    def _add_file(
+        self, path: Path, kind: str, report: IndexReport, batch_size: int, chunk_size: int, items_bar
+    ) -> None:
+        started = time.perf_counter()
+        ref = FileRef.describe(path, kind)
+        report.timings.load_s += time.perf_counter() - started
+        stored = self._source_records(ref.source)
+        current = {i for i, meta in stored.items() if meta.get("content_hash") == ref.content_hash}
+        stale = [i for i in stored if i not in current]
+        if any(stored[i].get(LAST_IN_FILE_KEY) for i in current):
+            report.files_unchanged += 1
+            logger.info("unchanged %s", path)
+        else:
+            if current:
+                logger.info("resuming %s: %d items already stored", path, len(current))
+            self._ingest(ref, current, report, batch_size, chunk_size, items_bar)
+            report.files_indexed += 1
+        if stale:  # the file changed: its new version is complete, drop the old one
+            report.items_removed += self._delete_ids(stale)
+
+    def _ingest(
+        self, ref: FileRef, stored_ids: set[str], report: IndexReport, batch_size: int, chunk_size: int, items_bar
+    ) -> None:
+        """Embed and store, in order, the items of ``ref`` not in ``stored_ids``. Loading
+        (render/decode, page and frame image files) runs up to a chunk ahead in a background
+        thread, overlapping with embedding; each batch is embedded as soon as it is loaded."""
+        loaded = saving_images(iter_file_items(ref, self.manifest.loader), self.images_dir)
+        chunk = _PendingChunk()
+        with closing(prefetched(timed(loaded, report.timings), max_ahead=chunk_size)) as items:
+            try:
+                for batch in batched(mark_last(items), batch_size):
+                    todo = [item for item in batch if item.id not in stored_ids]
+                    if todo:
+                        self._embed_into(chunk, todo, batch_size, report)
+                    if len(chunk.items) >= chunk_size:
+                        self._flush(chunk, report, ref.path, items_bar)
+                        chunk = _PendingChunk()
+            except (LoadError, InvalidInputError):
+                # Damage part-way through: keep what was embedded before it (stored, its spend
+                # recorded); the file stays incomplete and is retried by the next run.
+                self._flush(chunk, report, ref.path, items_bar)
+                raise
+        self._flush(chunk, report, ref.path, items_bar)
+
+    def _embed_into(
+        self, chunk: _PendingChunk, items: list[DocumentItem], batch_size: int, report: IndexReport
+    ) -> None:
+        """Embed one batch as soon as it is loaded, under the budget read at the chunk's start."""
+        if chunk.budget is None:
+            chunk.budget = self.budget("document")
+            chunk.ledger_before = dataclasses.replace(chunk.budget.ledger)
+        started = time.perf_counter()
+        inputs = [item.to_input() for item in items]
+        results = self.embedder.encode(inputs, role="document", budget=chunk.budget, batch_size=batch_size)
+        report.timings.embed_s += time.perf_counter() - started
+        chunk.items.extend(items)
+        chunk.results.extend(results)
+
+    def _flush(self, chunk: _PendingChunk, report: IndexReport, path: Path, items_bar) -> None:
+        """Record the chunk's spend in the stored ledger, then write its records."""
+        if not chunk.items:
+            return
+        started = time.perf_counter()
+        self._commit_spend("document", chunk.ledger_before, chunk.budget.ledger)
+        self.store(chunk.items, chunk.results)
+        report.timings.store_s += time.perf_counter() - started
+        report.items_added += len(chunk.items)
+        items_bar.update(len(chunk.items))
+        logger.info("stored %d items of %s (%d in index)", len(chunk.items), path, report.items_added)
+
+    def store(self, items: Sequence[DocumentItem], results: Sequence[EmbeddingResult]) -> None:
+        """Write items with their embeddings (computed here by ``add``, or elsewhere by the
+        same model): images saved under ``images/``, records added in order in slices within
+        Chroma's max batch size; ids already stored are left as they are. Pixels are released
+        afterwards."""
+        if len(items) != len(results):
+            raise ValueError(f"{len(items)} items but {len(results)} embeddings")
+        if not items:
+            return
+        vectors = np.stack([r.vector for r in results]).astype(np.float32, copy=False)
+        if vectors.shape[1] != self.manifest.dimension:
+            raise IndexMismatchError(
+                f"vectors of dimension {vectors.shape[1]} cannot go into index {self.location} "
+                f"(dimension {self.manifest.dimension})"
+            )
+        for item in items:
+            item.save_image(self.images_dir)
+        add_chunked(
+            self._collection,
+            ids=[item.id for item in items],
+            embeddings=vectors,
+            metadatas=[record_metadata(item, result, self.index_dir) for item, result in zip(items, results)],
+            documents=[item.text for item in items],
+            max_batch_size=self._max_batch_size,
+        )
+        for item in items:
+            item.release_pixels()
+
+    # -- reading ---------------------------------------------------------------------------
+    def _source_records(self, source: str) -> dict[str, dict[str, Any]]:
+        found = self._collection.get(where={"source": source}, include=["metadatas"])
+        return {i: dict(m or {}) for i, m in zip(found["ids"], found["metadatas"])}
+
+    def _iter_metadatas(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        offset = 0
+        while True:
+            page = self._collection.get(limit=self._max_batch_size, offset=offset, include=["metadatas"])
+            if not page["ids"]:
+                return
+            yield from zip(page["ids"], (dict(m or {}) for m in page["metadatas"]))
+            offset += len(page["ids"])
+
+    def search(
+        self,
+        query: str | None = None,
+        image: Any = None,
+        k: int = 5,
+        where: dict[str, Any] | None = None,
+    ) -> list[SearchHit]:
+        """The ``k`` items closest to a text ``query``, an ``image`` (path or PIL), or both,
+        best first. The query is embedded under the index's query budget (spend recorded).
+        ``where`` is a Chroma metadata filter, e.g. ``{"source_type": "pdf"}``."""
+        if query is None and image is None:
+            raise ValueError("search needs a text query, an image, or both")
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        request: dict[str, Any] = {}
+        if query is not None:
+            request["text"] = query
+        if image is not None:
+            request["image"] = image
+        [result] = self._encode([request], "query", batch_size=1)
+        if result.thought is not None:
+            logger.info("query thought (%d tokens): %s", result.thought_tokens, result.thought)
+        raw = self._collection.query(
+            query_embeddings=result.vector[None, :],
+            n_results=k,
+            where=where,
+            include=["metadatas", "documents", "distances"],
+        )
+        return hits_from_query(raw, self.index_dir)
+
+    def info(self) -> IndexInfo:
+        """Counts by modality and source, the model, and each role's budget and spend."""
+        manifest = self._read_manifest()
+        modalities: dict[str, int] = {}
+        sources: set[str] = set()
+        items = 0
+        for _, metadata in self._iter_metadatas():
+            items += 1
+            modality = str(metadata.get("modality", "unknown"))
+            modalities[modality] = modalities.get(modality, 0) + 1
+            sources.add(str(metadata.get("source", "")))
+        return IndexInfo(
+            collection=self.name,
+            location=self.location,
+            model_id=manifest.model_id,
+            dimension=manifest.dimension,
+            items=items,
+            sources=len(sources),
+            modalities=dict(sorted(modalities.items())),
+            budgets=manifest.budgets,
+            loader=manifest.loader,
+        )
+
+    # -- deleting --------------------------------------------------------------------------
+    def delete_source(self, path: str | Path) -> int:
+        """Remove every item of the source file ``path`` (and its page/frame images);
+        returns how many were removed."""
+        return self._delete_ids(list(self._source_records(canonical_source(path))))
+
+    def _delete_ids(self, ids: Sequence[str]) -> int:
+        if not ids:
+            return 0
+        images_dir = self.images_dir.resolve()
+        for start in range(0, len(ids), self._max_batch_size):
+            batch = list(ids[start : start + self._max_batch_size])
+            found = self._collection.get(ids=batch, include=["metadatas"])
+            self._collection.delete(ids=batch)
+            for metadata in found["metadatas"]:
+                recorded = resolve_image_path((metadata or {}).get("image_path"), self.index_dir)
+                if recorded is not None and Path(recorded).parent == images_dir:  # ours, not a user's image
+                    Path(recorded).unlink(missing_ok=True)
+        return len(ids)

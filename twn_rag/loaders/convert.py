@@ -1,0 +1,73 @@
+"""Conversions of ``DocumentItem``s to LlamaIndex nodes and LangChain documents.
+
+The frameworks are imported lazily: each is needed only by the conversion that targets it.
+Image items carry the image *path* (``ImageNode.image_path``, ``metadata["image_path"]``),
+never a base64 copy, so nodes stay small; call ``DocumentItem.save_image`` (or load with
+``image_dir``) first for rendered pages and frames.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from twn_rag.loaders.items import DocumentItem
+
+# Bookkeeping keys an LLM or a text embedding model has no use for.
+TECHNICAL_METADATA_KEYS = ("content_hash", "image_path", "source_type", "page_width_pt", "page_height_pt")
+
+
+def _require_image_path(item: DocumentItem) -> str | None:
+    has_pixels = item.image is not None or bool(item.frames)
+    if has_pixels and item.image_path is None:
+        raise ValueError(f"item {item.id} has an unsaved image; call item.save_image(directory) first")
+    return item.image_path
+
+
+def _metadata(item: DocumentItem) -> dict[str, Any]:
+    return {**item.metadata, "modality": item.modality}
+
+
+def to_llama_index_node(item: DocumentItem):
+    """A ``TextNode`` for a text-only item, else an ``ImageNode`` with ``image_path`` set."""
+    try:
+        from llama_index.core.schema import ImageNode, TextNode
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("to_llama_index_node needs llama-index-core: pip install llama-index-core") from exc
+
+    image_path = _require_image_path(item)
+    excluded = [key for key in TECHNICAL_METADATA_KEYS if key in item.metadata]
+    common = dict(
+        id_=item.id,
+        text=item.text,
+        metadata=_metadata(item),
+        excluded_embed_metadata_keys=excluded,
+        excluded_llm_metadata_keys=excluded,
+    )
+    if image_path is None:
+        return TextNode(**common)
+    mimetype = "image/jpeg" if image_path.lower().endswith((".jpg", ".jpeg")) else None
+    return ImageNode(**common, image_path=image_path, image_mimetype=mimetype)
+
+
+def to_llama_index_nodes(items: Iterable[DocumentItem]) -> list:
+    return [to_llama_index_node(item) for item in items]
+
+
+def to_langchain_document(item: DocumentItem):
+    """A LangChain ``Document``: the item's text as ``page_content``, its id as ``id``, and the
+    image path (when there is one) in ``metadata["image_path"]``."""
+    try:
+        from langchain_core.documents import Document
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("to_langchain_document needs langchain-core: pip install langchain-core") from exc
+
+    metadata = _metadata(item)
+    image_path = _require_image_path(item)
+    if image_path is not None:
+        metadata["image_path"] = image_path
+    return Document(id=item.id, page_content=item.text, metadata=metadata)
+
+
+def to_langchain_documents(items: Iterable[DocumentItem]) -> list:
+    return [to_langchain_document(item) for item in items]
