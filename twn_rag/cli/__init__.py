@@ -3,6 +3,7 @@ themselves on ``app`` when imported below."""
 
 from __future__ import annotations
 
+from twn_rag.cli import train_commands  # noqa: F401  (registers train / eval)
 from twn_rag.cli.app import app, main
 
 __all__ = ["app", "main"]

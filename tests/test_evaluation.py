@@ -1,0 +1,55 @@
+import numpy as np
+import pytest
+
+from twn_rag import ReasoningBudget
+from twn_rag.evaluation import evaluate, positive_ranks, retrieval_metrics
+from twn_rag.training.data import document_corpus, load_examples
+from twn_rag.training.synthetic import write_toy_dataset
+
+
+def test_ranks_and_metrics_by_hand():
+    documents = np.eye(4, dtype=np.float32)
+    queries = np.array([[0.9, 0.1, 0, 0], [0.5, 0.4, 0.3, 0.0], [0.1, 0.2, 0.3, 0.4]], dtype=np.float32)
+    ranks = positive_ranks(queries, documents, [0, 2, 0])
+    assert ranks.tolist() == [1, 3, 4]
+    metrics = retrieval_metrics(np.array([1, 3, 12]))
+    assert metrics["recall_at_1"] == pytest.approx(1 / 3)
+    assert metrics["recall_at_5"] == pytest.approx(2 / 3) and metrics["recall_at_10"] == pytest.approx(2 / 3)
+    assert metrics["mrr"] == pytest.approx((1 + 1 / 3 + 1 / 12) / 3)
+    assert metrics["ndcg_at_10"] == pytest.approx((1 + 1 / np.log2(4)) / 3)
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    return write_toy_dataset(tmp_path_factory.mktemp("toy"))
+
+
+def test_three_modes_side_by_side(embedder, toy):
+    report = evaluate(embedder, toy, think_ratio=0.25, batch_size=4)
+    assert list(report.modes) == ["never", "always", "adaptive"]
+    assert (report.queries, report.documents) == (8, 16)
+    never, always, adaptive = report.modes.values()
+    assert never.think_rate == 0 and never.mean_thought_tokens == 0
+    assert always.think_rate == 1 and always.mean_thought_tokens > 0
+    assert adaptive.query_think_rate == 2 / 8 and adaptive.document_think_rate == 4 / 16
+    assert 0 < adaptive.mean_thought_tokens < always.mean_thought_tokens
+    assert all(r.wall_time_s > 0 for r in report.modes.values())
+    # the never-mode numbers match a direct computation through encode
+    examples = load_examples(toy)
+    documents, positives = document_corpus(examples)
+    budget = ReasoningBudget(mode="never")
+    queries = np.stack([r.vector for r in embedder.encode([e.query for e in examples], budget=budget)])
+    docs = np.stack([r.vector for r in embedder.encode(documents, role="document", budget=budget)])
+    expected = retrieval_metrics(positive_ranks(queries, docs, positives))
+    assert never.mrr == pytest.approx(expected["mrr"]) and never.recall_at_1 == pytest.approx(expected["recall_at_1"])
+    table = report.table().splitlines()
+    assert table[0].split()[:3] == ["mode", "R@1", "R@5"] and len(table) == 5
+    assert set(report.to_dict()["modes"]["adaptive"]) >= {"recall_at_10", "ndcg_at_10", "think_rate", "wall_time_s"}
+
+
+def test_adaptive_without_ratio_uses_the_checkpoint_threshold(embedder, toy):
+    report = evaluate(embedder, toy, ["adaptive"], batch_size=8)
+    assert list(report.modes) == ["adaptive"]
+    assert report.modes["adaptive"].query_threshold == embedder.config.gate_threshold
+    with pytest.raises(ValueError, match="modes"):
+        evaluate(embedder, toy, ["sometimes"])
