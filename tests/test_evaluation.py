@@ -12,6 +12,7 @@ def test_ranks_and_metrics_by_hand():
     queries = np.array([[0.9, 0.1, 0, 0], [0.5, 0.4, 0.3, 0.0], [0.1, 0.2, 0.3, 0.4]], dtype=np.float32)
     ranks = positive_ranks(queries, documents, [0, 2, 0])
     assert ranks.tolist() == [1, 3, 4]
+    assert positive_ranks(queries, documents, [0, 2, 0], candidates=[[1], [3], [2]]).tolist() == [1, 1, 2]
     metrics = retrieval_metrics(np.array([1, 3, 12]))
     assert metrics["recall_at_1"] == pytest.approx(1 / 3)
     assert metrics["recall_at_5"] == pytest.approx(2 / 3) and metrics["recall_at_10"] == pytest.approx(2 / 3)
@@ -36,7 +37,7 @@ def test_three_modes_side_by_side(embedder, toy):
     assert all(r.wall_time_s > 0 for r in report.modes.values())
     # the never-mode numbers match a direct computation through encode
     examples = load_examples(toy)
-    documents, positives = document_corpus(examples)
+    documents, positives, _ = document_corpus(examples)
     budget = ReasoningBudget(mode="never")
     queries = np.stack([r.vector for r in embedder.encode([e.query for e in examples], budget=budget)])
     docs = np.stack([r.vector for r in embedder.encode(documents, role="document", budget=budget)])
@@ -45,6 +46,16 @@ def test_three_modes_side_by_side(embedder, toy):
     table = report.table().splitlines()
     assert table[0].split()[:3] == ["mode", "R@1", "R@5"] and len(table) == 5
     assert set(report.to_dict()["modes"]["adaptive"]) >= {"recall_at_10", "ndcg_at_10", "think_rate", "wall_time_s"}
+
+
+def test_own_candidates_rank_against_a_queries_own_negatives(embedder, toy):
+    corpus = evaluate(embedder, toy, ["never"]).modes["never"]
+    own = evaluate(embedder, toy, ["never"], candidates="own")
+    assert own.candidates == "own"
+    # one hard negative each: the positive is first or second, never lower
+    assert own.modes["never"].recall_at_5 == 1.0 and own.modes["never"].mrr >= corpus.mrr
+    with pytest.raises(ValueError, match="candidates"):
+        evaluate(embedder, toy, ["never"], candidates="some")
 
 
 def test_adaptive_without_ratio_uses_the_checkpoint_threshold(embedder, toy):

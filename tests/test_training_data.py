@@ -110,9 +110,9 @@ def test_document_corpus_deduplicates(tmp_path):
             {"query": "c", "positive": "n2"},
         ],
     )
-    documents, positives = document_corpus(load_examples(path))
+    documents, positives, negatives = document_corpus(load_examples(path))
     assert documents == [{"text": "shared"}, {"text": "n1"}, {"text": "n2"}]
-    assert positives == [0, 0, 2]
+    assert positives == [0, 0, 2] and negatives == [[1], [1, 2], []]
 
 
 def test_toy_dataset_loads(tmp_path):

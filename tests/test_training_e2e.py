@@ -134,3 +134,12 @@ def test_bad_data_fails_with_file_and_line(tiny_ckpt, tmp_path):
         app, ["train", "rl", "--data", str(data), "--base", str(tiny_ckpt / "backbone"), "--out", str(tmp_path)]
     )
     assert result.exit_code == 2 and "not a TWN checkpoint" in result.output
+
+
+def test_unknown_base_offline_says_what_to_do(tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"query": "q", "positive": "p"}\n')
+    result = CliRunner().invoke(
+        app, ["train", "sft", "--data", str(data), "--base", "someone/not-cached", "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 2 and "pass the local folder" in result.output

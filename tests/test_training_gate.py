@@ -58,7 +58,7 @@ def gate_data(embedder, toy):
 
 def test_labels_compare_think_and_no_think_margins(embedder, toy, gate_data):
     """Recompute both margins through the public encode path and compare."""
-    documents, positives = document_corpus(toy)
+    documents, positives, _ = document_corpus(toy)
     never, always = ReasoningBudget(mode="never"), ReasoningBudget(mode="always", max_thought_tokens=4)
     docs = np.stack([r.vector for r in embedder.encode(documents, role="document", budget=never)])
     plain = np.stack([r.vector for r in embedder.encode([e.query for e in toy], budget=never)])

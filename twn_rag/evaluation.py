@@ -1,7 +1,8 @@
 """Retrieval evaluation of a TWN under the three reasoning modes, side by side.
 
 The corpus is every distinct positive and hard negative of a data file (the training JSONL
-format); each query is ranked against all of it by cosine similarity. Per mode the report
+format); each query is ranked by cosine similarity against all of it, or (``candidates=
+"own"``, the MMEB protocol) against its positive and its own hard negatives only. Per mode the report
 has Recall@1/5/10, MRR, NDCG@10 (one relevant document per query), the think-rate (inputs
 that thought / inputs embedded, queries and documents together), the mean thought tokens
 per embedded input, and the wall time of embedding queries and corpus. The mode applies to
@@ -26,6 +27,7 @@ from twn_rag.training.data import RetrievalExample, document_corpus, load_exampl
 
 EVAL_MODES = ("never", "always", "adaptive")
 RECALL_CUTOFFS = (1, 5, 10)
+CANDIDATE_SETS = ("corpus", "own")
 
 
 @dataclass
@@ -55,6 +57,7 @@ class EvaluationReport:
     data: str
     queries: int
     documents: int
+    candidates: str
     modes: dict[str, ModeReport]
 
     def to_dict(self) -> dict:
@@ -63,6 +66,7 @@ class EvaluationReport:
             "data": self.data,
             "queries": self.queries,
             "documents": self.documents,
+            "candidates": self.candidates,
             "modes": {name: asdict(report) for name, report in self.modes.items()},
         }
 
@@ -91,12 +95,24 @@ class EvaluationReport:
         return "\n".join(lines)
 
 
-def positive_ranks(query_vectors: np.ndarray, doc_vectors: np.ndarray, positives: Sequence[int]) -> np.ndarray:
-    """1-based rank of each query's positive among all documents (documents scoring strictly
-    higher count; ties go to the positive)."""
+def positive_ranks(
+    query_vectors: np.ndarray,
+    doc_vectors: np.ndarray,
+    positives: Sequence[int],
+    candidates: Sequence[Sequence[int]] | None = None,
+) -> np.ndarray:
+    """1-based rank of each query's positive among all documents, or among its own
+    ``candidates[i]`` (plus its positive) when given. Documents scoring strictly higher count;
+    ties go to the positive."""
     scores = query_vectors @ doc_vectors.T
     positive_scores = scores[np.arange(len(positives)), positives]
-    return 1 + (scores > positive_scores[:, None]).sum(axis=1)
+    higher = scores > positive_scores[:, None]
+    if candidates is not None:
+        allowed = np.zeros_like(higher)
+        for row, indices in enumerate(candidates):
+            allowed[row, list(indices)] = True
+        higher &= allowed
+    return 1 + higher.sum(axis=1)
 
 
 def retrieval_metrics(ranks: np.ndarray) -> dict[str, float]:
@@ -114,19 +130,26 @@ def evaluate(
     modes: Sequence[str] = EVAL_MODES,
     *,
     think_ratio: float | None = None,
+    candidates: str = "corpus",
     batch_size: int = 8,
     show_progress: bool = False,
 ) -> EvaluationReport:
     """Evaluate ``embedder`` on ``data`` (a JSONL path or loaded examples) in each of
-    ``modes``. The thought cache is cleared before each mode so wall times compare."""
+    ``modes``. ``candidates="corpus"`` ranks each query against every document of the file;
+    ``"own"`` only against its positive and its own hard negatives (the MMEB protocol, where
+    Recall@1 is its accuracy). The thought cache is cleared before each mode so wall times
+    compare."""
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
         raise ValueError(f"modes must be among {EVAL_MODES}, got {list(modes)}")
+    if candidates not in CANDIDATE_SETS:
+        raise ValueError(f"candidates must be one of {CANDIDATE_SETS}, got {candidates!r}")
     if think_ratio is not None and not 0.0 <= think_ratio <= 1.0:
         raise ValueError(f"think_ratio must be within 0..1, got {think_ratio}")
     examples = load_examples(data) if isinstance(data, (str, Path)) else list(data)
     queries = [e.query for e in examples]
-    documents, positives = document_corpus(examples)
+    documents, positives, negatives = document_corpus(examples)
+    own = negatives if candidates == "own" else None
     max_tokens = embedder.config.max_thought_tokens
 
     def run(query_budget: ReasoningBudget, doc_budget: ReasoningBudget) -> tuple[list, list, float]:
@@ -159,12 +182,13 @@ def evaluate(
         results = run(*budgets)
         if mode == "never":
             never_results = results
-        reports[mode] = _mode_report(mode, results, positives, thresholds)
+        reports[mode] = _mode_report(mode, results, positives, own, thresholds)
     return EvaluationReport(
         model=embedder.model_id,
         data=str(data) if isinstance(data, (str, Path)) else "<examples>",
         queries=len(queries),
         documents=len(documents),
+        candidates=candidates,
         modes=reports,
     )
 
@@ -173,11 +197,12 @@ def _mode_report(
     mode: str,
     results: tuple[list[EmbeddingResult], list[EmbeddingResult], float],
     positives: Sequence[int],
+    candidates: Sequence[Sequence[int]] | None,
     thresholds: tuple[float | None, float | None],
 ) -> ModeReport:
     query_results, doc_results, seconds = results
     ranks = positive_ranks(
-        np.stack([r.vector for r in query_results]), np.stack([r.vector for r in doc_results]), positives
+        np.stack([r.vector for r in query_results]), np.stack([r.vector for r in doc_results]), positives, candidates
     )
     everything = [*query_results, *doc_results]
     return ModeReport(

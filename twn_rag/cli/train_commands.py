@@ -82,8 +82,11 @@ def train_sft_command(
     lora_alpha: Annotated[int, typer.Option(help="LoRA alpha (new TWN only).")] = 32,
     gate_hidden: Annotated[int, typer.Option(help="Gate MLP hidden size (new TWN only).")] = 256,
 ) -> None:
-    """Stage 1: joint SFT (thought next-token loss -> reasoning adapter; InfoNCE -> embedding
-    adapter and queries). --base is a TWN checkpoint or a plain backbone."""
+    """Stage 1: joint SFT of both adapters and the queries.
+
+    The thought next-token loss trains the reasoning adapter; InfoNCE on no-think and think views
+    trains the embedding adapter and the queries. --base is a TWN checkpoint or a plain backbone.
+    """
     from twn_rag.training.sft import SFTArguments, train_sft
 
     args = SFTArguments(
@@ -137,8 +140,11 @@ def train_gate_command(
     max_thought_tokens: Annotated[int | None, typer.Option(help="Thought length for labelling.")] = None,
     embed_batch_size: Annotated[int, typer.Option(help="Batch size for labelling.")] = 8,
 ) -> None:
-    """Stage 2: self-supervised gate (labels from the margin gain of thinking, class-balanced
-    BCE on frozen features, held-out precision/recall/AUC in gate_metrics.json)."""
+    """Stage 2: train the gate on self-supervised labels.
+
+    Label 1 where thinking improves the margin by more than --delta; class-balanced BCE on frozen
+    features; held-out precision, recall and AUC go to gate_metrics.json.
+    """
     from twn_rag.training.gate import GateArguments, train_gate
 
     args = GateArguments(
@@ -196,8 +202,11 @@ def train_rl_command(
     kl_coef: Annotated[float, typer.Option(help="KL weight to the frozen SFT reasoning adapter.")] = 0.04,
     updates_per_batch: Annotated[int, typer.Option(help="Optimizer steps per sampled batch.")] = 1,
 ) -> None:
-    """Stage 3: GRPO on the reasoning adapter with the gap reward of the embedding made with
-    each sampled thought; KL to the starting reasoning adapter."""
+    """Stage 3: GRPO on the reasoning adapter.
+
+    Reward: the gap (positive minus best negative) of the embedding made with each sampled
+    thought; KL to the starting (SFT) reasoning adapter.
+    """
     from twn_rag.training.rl import RLArguments, train_rl
 
     args = RLArguments(
@@ -240,6 +249,9 @@ def eval_command(
     think_ratio: Annotated[
         float | None, typer.Option("--think-ratio", help="Adaptive: calibrate the threshold to this think-rate.")
     ] = None,
+    candidates: Annotated[
+        str, typer.Option("--candidates", help="corpus: rank against every document; own: only a query's own.")
+    ] = "corpus",
     base_model: BaseModel = None,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 8,
     device: Device = "auto",
@@ -247,7 +259,10 @@ def eval_command(
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON here.")] = None,
     progress: Progress = False,
 ) -> None:
-    """Recall@1/5/10, MRR, NDCG@10, think-rate, thought tokens and wall time per mode."""
+    """Evaluate retrieval under the reasoning modes, side by side.
+
+    Recall@1/5/10, MRR, NDCG@10, think-rate, mean thought tokens and wall time per mode.
+    """
     from twn_rag.embedder import TWNEmbedder
     from twn_rag.evaluation import EVAL_MODES, evaluate
     from twn_rag.training.data import DataFormatError
@@ -259,7 +274,9 @@ def eval_command(
     except (DataFormatError, ValueError, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    typer.echo(f"{report.queries} queries, {report.documents} documents, model {report.model}")
+    typer.echo(
+        f"{report.queries} queries, {report.documents} documents ({candidates} candidates), model {report.model}"
+    )
     typer.echo(report.table())
     if json_out is not None:
         json_out.write_text(report.to_json(), encoding="utf-8")

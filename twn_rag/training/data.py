@@ -192,18 +192,24 @@ def side_key(side: dict) -> str:
     return json.dumps(side, sort_keys=True)
 
 
-def document_corpus(examples: Sequence[RetrievalExample]) -> tuple[list[dict], list[int]]:
+def document_corpus(examples: Sequence[RetrievalExample]) -> tuple[list[dict], list[int], list[list[int]]]:
     """The distinct documents of ``examples`` (positives and hard negatives, in order of first
-    appearance) and the index of each example's positive among them."""
+    appearance), the index of each example's positive among them, and of its hard negatives."""
     keys: dict[str, int] = {}
     documents: list[dict] = []
+
+    def index(side: dict) -> int:
+        key = side_key(side)
+        if key not in keys:
+            keys[key] = len(documents)
+            documents.append(side)
+        return keys[key]
+
+    positives, negatives = [], []
     for example in examples:
-        for side in (example.positive, *example.negatives):
-            key = side_key(side)
-            if key not in keys:
-                keys[key] = len(documents)
-                documents.append(side)
-    return documents, [keys[side_key(e.positive)] for e in examples]
+        positives.append(index(example.positive))
+        negatives.append([index(side) for side in example.negatives])
+    return documents, positives, negatives
 
 
 def prepare_inputs(embedder, sides: Sequence[dict], examples: Sequence[RetrievalExample]) -> list[EmbeddingInput]:

@@ -109,7 +109,7 @@ def collect_gate_data(
     return the features and margins the gate labels come from."""
     model, config, processor = embedder.model, embedder.config, embedder.processor
     max_tokens = max_thought_tokens or config.max_thought_tokens
-    documents, positives = document_corpus(examples)
+    documents, positives, _ = document_corpus(examples)
     never = ReasoningBudget(mode="never")
     doc_vectors = np.stack(
         [r.vector for r in embedder.encode(documents, role="document", budget=never, batch_size=batch_size)]

@@ -17,15 +17,24 @@ logger = logging.getLogger(__name__)
 
 def is_twn_checkpoint(path_or_hub_id: str | Path) -> bool:
     """True when ``path_or_hub_id`` holds the released TWN layout (a local folder is checked on
-    disk; a hub id by asking for its ``embedding/adapter_config.json``)."""
+    disk; a hub id by asking for its ``embedding/adapter_config.json``). Offline, a hub id is a
+    backbone when its ``config.json`` is cached; neither cached raises ``FileNotFoundError``."""
     path = Path(path_or_hub_id).expanduser()
     if path.is_dir():
         return (path / EMBEDDING_ADAPTER / "adapter_config.json").is_file()
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
+    repo = str(path_or_hub_id)
     try:
-        hf_hub_download(str(path_or_hub_id), f"{EMBEDDING_ADAPTER}/adapter_config.json")
+        hf_hub_download(repo, f"{EMBEDDING_ADAPTER}/adapter_config.json")
+    except LocalEntryNotFoundError as exc:  # no connection (or offline mode) and not cached
+        if isinstance(try_to_load_from_cache(repo, "config.json"), str):
+            return False
+        raise FileNotFoundError(
+            f"{repo} is neither a local folder nor in the hub cache, and the hub is unreachable; "
+            "download it where there is network and pass the local folder"
+        ) from exc
     except EntryNotFoundError:
         return False
     return True

@@ -141,10 +141,10 @@ class TrainingLoop:
         self.args = args
         self.total_steps = total_steps
         self.use_autocast = autocast
-        self.parameters = model.set_trainable(parts)
-        if not self.parameters:
+        self.trainable = model.set_trainable(parts)
+        if not self.trainable:
             raise ValueError(f"stage {stage}: nothing to train in {sorted(parts)}")
-        self.optimizer = torch.optim.AdamW(self.parameters, lr=args.learning_rate, weight_decay=args.weight_decay)
+        self.optimizer = torch.optim.AdamW(self.trainable, lr=args.learning_rate, weight_decay=args.weight_decay)
         warmup = args.warmup_steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
@@ -219,7 +219,7 @@ class TrainingLoop:
     def _optimizer_step(self) -> dict[str, float]:
         stats = {"lr": self.scheduler.get_last_lr()[0]}
         if self.args.max_grad_norm is not None:
-            norm = torch.nn.utils.clip_grad_norm_(self.parameters, self.args.max_grad_norm)
+            norm = torch.nn.utils.clip_grad_norm_(self.trainable, self.args.max_grad_norm)
             stats["grad_norm"] = float(norm)
         self.optimizer.step()
         self.scheduler.step()
