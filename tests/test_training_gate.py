@@ -74,7 +74,7 @@ def test_labels_compare_think_and_no_think_margins(embedder, toy, gate_data):
     assert gate_data.thought_tokens.tolist() == [r.thought_tokens for r in thought]
 
 
-def test_gate_trains_reports_and_calibrates(tiny_ckpt, toy, gate_data, tmp_path):
+def test_gate_trains_reports_and_calibrates(tiny_ckpt, toy, gate_data, tmp_path, caplog):
     gains = (gate_data.margin_think - gate_data.margin_nothink).sort().values
     delta = float(gains[len(gains) // 2 - 1])  # about half the queries are labelled 1
     args = GateArguments(
@@ -104,6 +104,11 @@ def test_gate_trains_reports_and_calibrates(tiny_ckpt, toy, gate_data, tmp_path)
     assert sum(s >= report["threshold"] for s in scores) == 2  # floor(0.25 * 8)
     adaptive = trained.encode([e.query for e in toy], budget=trained.default_budget())
     assert sum(r.thought_used for r in adaptive) == 2
+    # the same command again: labels come from gate_data.pt and training is already complete
+    with caplog.at_level("INFO", logger="twn_rag.training"):
+        train_gate(toy, tiny_ckpt, args)
+    assert "reusing gate labels" in caplog.text and "already reached step" in caplog.text
+    assert json.loads((out / GATE_METRICS_FILENAME).read_text()) == report
 
 
 def test_one_class_labels_are_refused(tiny_ckpt, toy, tmp_path):

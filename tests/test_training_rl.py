@@ -141,3 +141,33 @@ def test_several_updates_per_batch_use_the_clipped_ratio(tiny_ckpt, tmp_path):
 def test_bad_rl_options_are_refused(bad):
     with pytest.raises(ValueError):
         RLArguments(**bad)
+
+
+def test_rl_resumes_with_the_same_samples(tiny_ckpt, tmp_path):
+    data = write_queries(tmp_path / "toy.jsonl", [0, 1])
+
+    def args(out):
+        return RLArguments(
+            output_dir=out,
+            max_steps=4,
+            batch_size=2,
+            group_size=3,
+            max_thought_tokens=3,
+            learning_rate=1e-2,
+            save_every=2,
+            show_progress=False,
+        )
+
+    full = LossLog(train_rl(data, tiny_ckpt, args(tmp_path / "full")) / "rl_log.jsonl").read()
+
+    def crash_at_3(step, record):
+        if step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_rl(data, tiny_ckpt, args(tmp_path / "cut"), on_step_end=crash_at_3)
+    resumed = LossLog(train_rl(data, tiny_ckpt, args(tmp_path / "cut")) / "rl_log.jsonl").read()
+    assert [r["step"] for r in resumed] == [1, 2, 3, 4]
+    for a, b in zip(full, resumed):
+        assert a["reward"] == pytest.approx(b["reward"], abs=1e-6)
+        assert a["thought_tokens"] == b["thought_tokens"]
