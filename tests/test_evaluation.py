@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 
@@ -64,3 +66,21 @@ def test_adaptive_without_ratio_uses_the_checkpoint_threshold(embedder, toy):
     assert report.modes["adaptive"].query_threshold == embedder.config.gate_threshold
     with pytest.raises(ValueError, match="modes"):
         evaluate(embedder, toy, ["sometimes"])
+
+
+def test_eval_command_passes_its_options(tiny_ckpt, toy, tmp_path):
+    from typer.testing import CliRunner
+
+    from twn_rag.cli import app
+
+    report_path = tmp_path / "r.json"
+    args = ["eval", "--data", str(toy), "--model", str(tiny_ckpt), "--mode", "never", "--mode", "adaptive"]
+    args += ["--candidates", "own", "--think-ratio", "0.5", "--dtype", "fp32", "--json", str(report_path)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(report_path.read_text())
+    assert report["candidates"] == "own" and list(report["modes"]) == ["never", "adaptive"]
+    assert report["modes"]["never"]["recall_at_5"] == 1.0  # two candidates per query
+    assert report["modes"]["adaptive"]["query_think_rate"] == 0.5
+    bad = CliRunner().invoke(app, ["eval", "--data", str(toy), "--model", str(tiny_ckpt), "--mode", "sometimes"])
+    assert bad.exit_code == 2 and "modes must be among" in bad.output

@@ -270,7 +270,15 @@ def eval_command(
     modes = mode or list(EVAL_MODES)
     try:
         embedder = TWNEmbedder.from_pretrained(model, base_model=base_model, device=device, dtype=dtype)
-        report = evaluate(embedder, data, modes, think_ratio=think_ratio, batch_size=batch_size, show_progress=progress)
+        report = evaluate(
+            embedder,
+            data,
+            modes,
+            think_ratio=think_ratio,
+            candidates=candidates,
+            batch_size=batch_size,
+            show_progress=progress,
+        )
     except (DataFormatError, ValueError, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
