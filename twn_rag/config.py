@@ -50,6 +50,13 @@ class TWNConfig:
             **self.reasoning_instructions,
         }
 
+    def prompts(self, role: str, task: str | None = None) -> tuple[str, str]:
+        """``(embedding instruction, reasoning prompt)`` for an input of ``role`` whose own task
+        instruction is ``task``: the task replaces the role's embedding instruction and is put
+        in front of the role's reasoning prompt."""
+        base = self.reasoning_instructions[role]
+        return task or self.instructions[role], (f"{task}\n{base}" if task else base)
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 

@@ -191,13 +191,8 @@ class TWNEmbedder:
         self, items: Sequence[EmbeddingInput], role: str, override: str | None
     ) -> tuple[list[str], list[str]]:
         """(embedding instruction, reasoning prompt) per item."""
-        embed, reason = [], []
-        for item in items:
-            task = item.instruction or override
-            embed.append(task or self.config.instructions[role])
-            base = self.config.reasoning_instructions[role]
-            reason.append(f"{task}\n{base}" if task else base)
-        return embed, reason
+        pairs = [self.config.prompts(role, item.instruction or override) for item in items]
+        return [embed for embed, _ in pairs], [reason for _, reason in pairs]
 
     def _encode_batch(
         self, items: list[EmbeddingInput], role: str, budget: ReasoningBudget, override: str | None

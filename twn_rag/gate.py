@@ -27,16 +27,16 @@ class GateMLP(nn.Module):
         self.activation = ACTIVATIONS[activation]()
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.logits(pooled))
+
+    def logits(self, pooled: torch.Tensor) -> torch.Tensor:
+        """The pre-sigmoid score ``[batch]`` (what BCE-with-logits training needs)."""
         hidden = pooled.to(self.layers[0].weight.dtype)
         for i, layer in enumerate(self.layers):
             hidden = layer(hidden)
             if i < len(self.layers) - 1:
                 hidden = self.activation(hidden)
-        return torch.sigmoid(hidden.squeeze(-1))
-
-    def logits(self, pooled: torch.Tensor) -> torch.Tensor:
-        """The pre-sigmoid score (for BCE training)."""
-        return torch.logit(self.forward(pooled).clamp(1e-6, 1 - 1e-6))
+        return hidden.squeeze(-1)
 
     @classmethod
     def from_state_dict(cls, state: Mapping[str, torch.Tensor], activation: str = "gelu") -> GateMLP:

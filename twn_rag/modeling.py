@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -28,6 +28,8 @@ REASONING_ADAPTER = "reasoning"
 EMBEDDING_ADAPTER = "embedding"
 GATE_FILENAME = "gate_mlp.pt"
 QUERIES_FILENAME = "queries.pt"
+QUERIES_PART = "queries"
+GATE_PART = "gate"
 SUPPORTED_MODEL_TYPES = ("qwen3_vl", "qwen2_vl", "qwen2_5_vl")
 # LoRA targets: the language model's projections only, never the vision tower.
 LORA_TARGET_MODULES = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
@@ -80,6 +82,14 @@ def load_tensor_file(path: Path) -> dict | torch.Tensor:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def adapter_of_parameter(name: str) -> str | None:
+    """The adapter a backbone parameter belongs to (``...lora_A.reasoning.weight`` ->
+    ``"reasoning"``), or ``None`` for a backbone weight."""
+    if ".lora_" not in name:
+        return None
+    return name.split(".lora_", 1)[1].split(".")[1]
+
+
 class TWNModel(nn.Module):
     """Backbone (a peft ``PeftModel`` with both adapters), queries ``[K, hidden]`` and gate."""
 
@@ -100,6 +110,7 @@ class TWNModel(nn.Module):
         self.queries = nn.Parameter(queries.detach().float().to(device))
         self.gate = gate.float().to(device)
         self.config = config
+        self._trainable: frozenset[str] | None = None  # None: leave peft's requires_grad as is
 
     # -- properties -------------------------------------------------------------------
     @property
@@ -129,18 +140,90 @@ class TWNModel(nn.Module):
     # -- adapters ---------------------------------------------------------------------
     @contextmanager
     def use_adapter(self, name: str) -> Iterator[None]:
-        """Activate one adapter for the duration of the block (one backbone, switched).
-
-        Switching is skipped when ``name`` is already active: peft's ``set_adapter`` walks
-        every LoRA layer, a tenth of a small model's forward time."""
+        """Activate one adapter for the duration of the block (one backbone, switched); the
+        adapter active before is restored after it."""
         previous = self.backbone.active_adapter
-        if previous != name:
-            self.backbone.set_adapter(name)
+        self._activate(name)
         try:
             yield
         finally:
-            if previous != name:
-                self.backbone.set_adapter(previous)
+            self._activate(previous)
+
+    def _activate(self, name: str) -> None:
+        if self.backbone.active_adapter == name:
+            return
+        self.backbone.set_adapter(name)
+        if self._trainable is not None:  # peft's set_adapter flips requires_grad; keep our choice
+            self._apply_trainable()
+
+    # -- training helpers ---------------------------------------------------------------
+    def set_trainable(self, parts: Iterable[str]) -> list[nn.Parameter]:
+        """Train exactly ``parts`` (adapter names, ``"queries"``, ``"gate"``) and freeze the
+        rest, the backbone included. The choice holds across adapter switches. Returns the
+        trainable parameters in a fixed order (for the optimizer)."""
+        parts = frozenset(parts)
+        known = set(self.backbone.peft_config) | {QUERIES_PART, GATE_PART}
+        if not parts <= known:
+            raise ValueError(f"unknown trainable parts {sorted(parts - known)}; known: {sorted(known)}")
+        self._trainable = parts
+        self._apply_trainable()
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def _apply_trainable(self) -> None:
+        for name, param in self.backbone.named_parameters():
+            param.requires_grad_(adapter_of_parameter(name) in self._trainable)
+        self.queries.requires_grad_(QUERIES_PART in self._trainable)
+        for param in self.gate.parameters():
+            param.requires_grad_(GATE_PART in self._trainable)
+
+    def adapter_parameters(self, adapter: str) -> dict[str, nn.Parameter]:
+        """The LoRA parameters of one adapter, by name."""
+        return {n: p for n, p in self.backbone.named_parameters() if adapter_of_parameter(n) == adapter}
+
+    def enable_gradient_checkpointing(self) -> None:
+        """Recompute the backbone's activations in the backward pass (less memory, more time).
+        Losses must be backpropagated while the adapter that produced them is active."""
+        self.backbone.get_base_model().gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs={"use_reentrant": False}
+        )
+
+    def add_frozen_copy(self, adapter: str, copy_name: str) -> None:
+        """Add ``copy_name`` as a third adapter on the same backbone holding the current weights
+        of ``adapter`` (e.g. a frozen reference for a KL term). ``save`` never writes it."""
+        import copy
+
+        from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+        active = self.backbone.active_adapter
+        self.backbone.add_adapter(copy_name, copy.deepcopy(self.backbone.peft_config[adapter]))
+        state = get_peft_model_state_dict(self.backbone, adapter_name=adapter)
+        set_peft_model_state_dict(self.backbone, state, adapter_name=copy_name)
+        self.backbone.set_adapter(active)
+        if self._trainable is not None:
+            self._apply_trainable()  # the copy is not among the trainable parts: frozen
+        else:
+            for param in self.adapter_parameters(copy_name).values():
+                param.requires_grad_(False)
+
+    def load_weights(self, checkpoint_dir: str | Path) -> None:
+        """Load adapters, queries and gate from a checkpoint in the released layout into this
+        model (same backbone, same shapes), e.g. to resume training without reloading."""
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        checkpoint_dir = Path(checkpoint_dir)
+        for adapter in (REASONING_ADAPTER, EMBEDDING_ADAPTER):
+            path = checkpoint_dir / adapter / "adapter_model.safetensors"
+            if not path.is_file():
+                raise CheckpointError(f"checkpoint file missing: {path}")
+            result = set_peft_model_state_dict(self.backbone, load_file(str(path)), adapter_name=adapter)
+            if result.unexpected_keys:
+                raise CheckpointError(f"{path} holds unexpected keys {result.unexpected_keys[:3]}")
+        queries = load_tensor_file(checkpoint_dir / QUERIES_FILENAME)
+        with torch.no_grad():
+            self.queries.copy_(queries.reshape(self.queries.shape))
+        gate = GateMLP.from_state_dict(load_tensor_file(checkpoint_dir / GATE_FILENAME), self.config.gate_activation)
+        self.gate.load_state_dict(gate.state_dict())
 
     @contextmanager
     def _queries_in_last_slots(self) -> Iterator[None]:
@@ -173,6 +256,30 @@ class TWNModel(nn.Module):
     def gate_scores(self, pooled: torch.Tensor) -> torch.Tensor:
         """p(thinking helps) for each pooled state, ``[B]`` in 0..1."""
         return self.gate(pooled.float())
+
+    def thought_log_probs(
+        self, batch: dict, labels: torch.Tensor, adapter: str = REASONING_ADAPTER, temperature: float = 1.0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probabilities of the labelled (thought) tokens of a ``TWNProcessor.reasoning_batch``
+        under ``adapter``, with logits divided by ``temperature``.
+
+        Returns ``(log_probs, mask)``, both ``[B, T]`` for the last ``T`` positions (the thought
+        columns); ``log_probs`` is 0 where ``mask`` is False. Logits are computed only for those
+        columns, so a large vocabulary costs ``B x T x V``, not ``B x L x V``.
+        """
+        batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        labels = labels.to(self.device)
+        labelled = (labels != -100).any(dim=0).nonzero()
+        if labelled.numel() == 0:
+            raise ValueError("no labelled thought tokens in the batch")
+        width = labels.shape[1] - int(labelled[0])
+        with self.use_adapter(adapter):
+            logits = self.backbone(**batch, logits_to_keep=width + 1, use_cache=False).logits
+        logits = logits[:, :width].float() / temperature
+        targets = labels[:, -width:]
+        mask = targets != -100
+        log_probs = torch.log_softmax(logits, dim=-1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        return log_probs * mask, mask
 
     def generate_thoughts(self, batch: dict, max_new_tokens: int, **generate_kwargs) -> torch.Tensor:
         """One batched ``generate`` call with the reasoning adapter (greedy unless sampling

@@ -96,19 +96,66 @@ class TWNProcessor:
         conversations = [build_conversation(i, s) for i, s in zip(items, instructions)]
         return self._batch(conversations, items, [True] * len(items))
 
+    def reasoning_batch(
+        self,
+        items: Sequence[EmbeddingInput],
+        instructions: Sequence[str],
+        thought_ids: Sequence[Sequence[int]],
+    ) -> tuple[BatchFeature, torch.Tensor]:
+        """The reasoning-pass batch followed by each row's thought tokens (right padded), and
+        the labels for a next-token loss: ``-100`` everywhere but on the thought tokens.
+
+        ``thought_ids`` are token ids as the reasoning adapter produces them after the
+        generation prompt (see ``thought_token_ids`` and ``generated_token_ids``), so the
+        labelled tokens are exactly what ``generate`` would emit. Thoughts sit at the end of
+        every row, so a loss needs logits only for the last ``labels`` columns.
+        """
+        if any(len(ids) == 0 for ids in thought_ids):
+            raise ValueError("every thought needs at least one token (its end-of-turn token)")
+        batch = self.generation_batch(items, instructions)
+        rows, width = len(thought_ids), max(len(ids) for ids in thought_ids)
+        ids = torch.full((rows, width), self.pad_token_id, dtype=batch["input_ids"].dtype)
+        present = torch.zeros((rows, width), dtype=torch.bool)
+        for row, tokens in enumerate(thought_ids):
+            ids[row, : len(tokens)] = torch.as_tensor(list(tokens), dtype=ids.dtype)
+            present[row, : len(tokens)] = True
+        prompt_labels = torch.full_like(batch["input_ids"], -100)
+        labels = torch.cat([prompt_labels, ids.masked_fill(~present, -100)], dim=1)
+        return self._append_columns(batch, ids, present), labels
+
+    def thought_token_ids(self, thought: str) -> list[int]:
+        """A reference thought as the reasoning adapter should write it: its tokens, then EOS."""
+        return [*self.tokenizer(thought, add_special_tokens=False)["input_ids"], self.tokenizer.eos_token_id]
+
+    def generated_token_ids(self, generated: torch.Tensor) -> list[list[int]]:
+        """Each generated row up to and including its first stop token (EOS or pad); a row cut
+        at the length limit has no stop token."""
+        stop_ids = {self.pad_token_id, self.tokenizer.eos_token_id}
+        rows = []
+        for row in generated.tolist():
+            end = next((i + 1 for i, tok in enumerate(row) if tok in stop_ids), len(row))
+            rows.append(row[:end])
+        return rows
+
     def _append_query_slots(self, batch: BatchFeature) -> BatchFeature:
+        rows = batch["input_ids"].shape[0]
+        slots = torch.full((rows, self.num_queries), self.pad_token_id, dtype=batch["input_ids"].dtype)
+        return self._append_columns(batch, slots, torch.ones(slots.shape, dtype=torch.bool))
+
+    @staticmethod
+    def _append_columns(batch: BatchFeature, ids: torch.Tensor, attend: torch.Tensor) -> BatchFeature:
+        """Append text positions ``ids`` (attended where ``attend``) to every per-token tensor."""
         input_ids = batch["input_ids"]
-        rows, k = input_ids.shape[0], self.num_queries
         for key, value in list(batch.items()):
             if not torch.is_tensor(value) or value.shape != input_ids.shape:
                 continue
             if key == "input_ids":
-                slot = torch.full((rows, k), self.pad_token_id, dtype=value.dtype)
+                extra = ids.to(value.dtype)
             elif key == "attention_mask":
-                slot = torch.ones((rows, k), dtype=value.dtype)
-            else:  # mm_token_type_ids and the like: the slots are plain text positions
-                slot = torch.zeros((rows, k), dtype=value.dtype)
-            batch[key] = torch.cat([value, slot], dim=1)
+                extra = attend.to(value.dtype)
+            else:  # mm_token_type_ids and the like: the appended positions are plain text
+                extra = torch.zeros(ids.shape, dtype=value.dtype)
+            batch[key] = torch.cat([value, extra], dim=1)
         return batch
 
     def decode_thoughts(self, generated: torch.Tensor) -> tuple[list[str], list[int]]:

@@ -3,7 +3,10 @@ themselves on ``app`` when imported below."""
 
 from __future__ import annotations
 
-from twn_rag.cli import index_commands  # noqa: F401  (registers index/search/info/delete)
+from twn_rag.cli import (
+    index_commands,  # noqa: F401  (registers index/search/info/delete)
+    train_commands,  # noqa: F401  (registers train / eval)
+)
 from twn_rag.cli.app import app, main
 
 __all__ = ["app", "main"]

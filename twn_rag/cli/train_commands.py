@@ -1,0 +1,291 @@
+"""``twn-rag train sft|gate|rl`` and ``twn-rag eval``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from twn_rag.cli.app import app
+
+train_app = typer.Typer(
+    help="Train TWN adapters on your data (JSONL, see README): sft, then gate, then rl.",
+    no_args_is_help=True,
+)
+app.add_typer(train_app, name="train")
+
+Data = Annotated[Path, typer.Option("--data", help="Training JSONL file.", exists=True, dir_okay=False)]
+Base = Annotated[str, typer.Option("--base", help="A TWN checkpoint, or (sft only) a Qwen-VL backbone.")]
+Out = Annotated[Path, typer.Option("--out", help="Output folder: checkpoint, checkpoints, loss log.")]
+BaseModel = Annotated[
+    str | None, typer.Option("--base-model", help="Local backbone replacing the one the checkpoint names.")
+]
+Steps = Annotated[int | None, typer.Option("--steps", help="Optimizer steps (default: --epochs over the data).")]
+Epochs = Annotated[float | None, typer.Option("--epochs", help="Passes over the data when --steps is not given.")]
+BatchSize = Annotated[int | None, typer.Option("--batch-size", help="Examples per micro-step.")]
+GradAccum = Annotated[int, typer.Option("--grad-accum", help="Micro-steps per optimizer step.")]
+LearningRate = Annotated[float | None, typer.Option("--lr", help="AdamW learning rate.")]
+Warmup = Annotated[int, typer.Option("--warmup-steps", help="Linear warm-up steps.")]
+SaveEvery = Annotated[int, typer.Option("--save-every", help="Checkpoint every N steps (0: only at the end).")]
+Resume = Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from the newest checkpoint in --out.")]
+GradCkpt = Annotated[bool, typer.Option("--gradient-checkpointing", help="Recompute activations to save memory.")]
+Device = Annotated[str, typer.Option("--device", help="auto, cuda, mps or cpu.")]
+Dtype = Annotated[str, typer.Option("--dtype", help="auto (bf16 autocast on CUDA, else fp32), bf16 or fp32.")]
+Seed = Annotated[int, typer.Option("--seed")]
+LogFormat = Annotated[str, typer.Option("--log-format", help="Loss log format: jsonl or csv.")]
+Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")]
+
+
+def _common(**options) -> dict:
+    """Keyword arguments for ``TrainingArguments``; options left at None keep the stage default."""
+    names = {"out": "output_dir", "steps": "max_steps", "lr": "learning_rate", "progress": "show_progress"}
+    return {names.get(k, k): v for k, v in options.items() if v is not None}
+
+
+def _run(train, data: Path, base: str, args, base_model: str | None, **extra) -> None:
+    from twn_rag.training.data import DataFormatError
+
+    try:
+        output = train(data, base, args, base_model=base_model, **extra)
+    except (DataFormatError, ValueError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"saved {output}")
+
+
+@train_app.command("sft")
+def train_sft_command(
+    data: Data,
+    base: Base,
+    out: Out,
+    base_model: BaseModel = None,
+    steps: Steps = None,
+    epochs: Epochs = None,
+    batch_size: BatchSize = None,
+    grad_accum: GradAccum = 1,
+    lr: LearningRate = None,
+    warmup_steps: Warmup = 0,
+    save_every: SaveEvery = 0,
+    resume: Resume = True,
+    gradient_checkpointing: GradCkpt = False,
+    device: Device = "auto",
+    dtype: Dtype = "auto",
+    seed: Seed = 0,
+    log_format: LogFormat = "jsonl",
+    progress: Progress = True,
+    temperature: Annotated[float, typer.Option(help="InfoNCE temperature.")] = 0.05,
+    reasoning_weight: Annotated[float, typer.Option(help="Weight of the thought next-token loss.")] = 1.0,
+    embedding_weight: Annotated[float, typer.Option(help="Weight of the InfoNCE loss.")] = 1.0,
+    num_queries: Annotated[int, typer.Option(help="Learnable queries K (new TWN only).")] = 16,
+    lora_rank: Annotated[int, typer.Option(help="LoRA rank (new TWN only).")] = 16,
+    lora_alpha: Annotated[int, typer.Option(help="LoRA alpha (new TWN only).")] = 32,
+    gate_hidden: Annotated[int, typer.Option(help="Gate MLP hidden size (new TWN only).")] = 256,
+) -> None:
+    """Stage 1: joint SFT of both adapters and the queries.
+
+    The thought next-token loss trains the reasoning adapter; InfoNCE on no-think and think views
+    trains the embedding adapter and the queries. --base is a TWN checkpoint or a plain backbone.
+    """
+    from twn_rag.training.sft import SFTArguments, train_sft
+
+    args = SFTArguments(
+        **_common(
+            out=out,
+            steps=steps,
+            epochs=epochs,
+            batch_size=batch_size,
+            grad_accum=grad_accum,
+            lr=lr,
+            warmup_steps=warmup_steps,
+            save_every=save_every,
+            resume=resume,
+            gradient_checkpointing=gradient_checkpointing,
+            device=device,
+            dtype=dtype,
+            seed=seed,
+            log_format=log_format,
+            progress=progress,
+        ),
+        temperature=temperature,
+        reasoning_weight=reasoning_weight,
+        embedding_weight=embedding_weight,
+    )
+    create = dict(num_queries=num_queries, lora_rank=lora_rank, lora_alpha=lora_alpha, gate_hidden=gate_hidden)
+    _run(train_sft, data, base, args, base_model, **create)
+
+
+@train_app.command("gate")
+def train_gate_command(
+    data: Data,
+    base: Base,
+    out: Out,
+    base_model: BaseModel = None,
+    steps: Steps = None,
+    epochs: Epochs = None,
+    batch_size: BatchSize = None,
+    grad_accum: GradAccum = 1,
+    lr: LearningRate = None,
+    warmup_steps: Warmup = 0,
+    save_every: SaveEvery = 0,
+    resume: Resume = True,
+    device: Device = "auto",
+    dtype: Dtype = "auto",
+    seed: Seed = 0,
+    log_format: LogFormat = "jsonl",
+    progress: Progress = True,
+    delta: Annotated[float, typer.Option(help="Label 1 where thinking improves the margin by more.")] = 0.0,
+    holdout: Annotated[float, typer.Option(help="Held-out fraction for the reported metrics.")] = 0.2,
+    target_think_rate: Annotated[float | None, typer.Option(help="Calibrate the threshold to this think-rate.")] = None,
+    max_thought_tokens: Annotated[int | None, typer.Option(help="Thought length for labelling.")] = None,
+    embed_batch_size: Annotated[int, typer.Option(help="Batch size for labelling.")] = 8,
+) -> None:
+    """Stage 2: train the gate on self-supervised labels.
+
+    Label 1 where thinking improves the margin by more than --delta; class-balanced BCE on frozen
+    features; held-out precision, recall and AUC go to gate_metrics.json.
+    """
+    from twn_rag.training.gate import GateArguments, train_gate
+
+    args = GateArguments(
+        **_common(
+            out=out,
+            steps=steps,
+            epochs=epochs,
+            batch_size=batch_size,
+            grad_accum=grad_accum,
+            lr=lr,
+            warmup_steps=warmup_steps,
+            save_every=save_every,
+            resume=resume,
+            device=device,
+            dtype=dtype,
+            seed=seed,
+            log_format=log_format,
+            progress=progress,
+        ),
+        delta=delta,
+        holdout_fraction=holdout,
+        target_think_rate=target_think_rate,
+        max_thought_tokens=max_thought_tokens,
+        embed_batch_size=embed_batch_size,
+    )
+    _run(train_gate, data, base, args, base_model)
+
+
+@train_app.command("rl")
+def train_rl_command(
+    data: Data,
+    base: Base,
+    out: Out,
+    base_model: BaseModel = None,
+    steps: Steps = None,
+    epochs: Epochs = None,
+    batch_size: BatchSize = None,
+    grad_accum: GradAccum = 1,
+    lr: LearningRate = None,
+    warmup_steps: Warmup = 0,
+    save_every: SaveEvery = 0,
+    resume: Resume = True,
+    gradient_checkpointing: GradCkpt = False,
+    device: Device = "auto",
+    dtype: Dtype = "auto",
+    seed: Seed = 0,
+    log_format: LogFormat = "jsonl",
+    progress: Progress = True,
+    group_size: Annotated[int, typer.Option(help="Sampled thoughts per query.")] = 4,
+    max_thought_tokens: Annotated[int | None, typer.Option(help="Thought length cap.")] = None,
+    sampling_temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling.")] = 1.0,
+    top_k: Annotated[int, typer.Option(help="Top-k sampling (0: off).")] = 0,
+    clip_epsilon: Annotated[float, typer.Option(help="Ratio clipping.")] = 0.2,
+    kl_coef: Annotated[float, typer.Option(help="KL weight to the frozen SFT reasoning adapter.")] = 0.04,
+    updates_per_batch: Annotated[int, typer.Option(help="Optimizer steps per sampled batch.")] = 1,
+) -> None:
+    """Stage 3: GRPO on the reasoning adapter.
+
+    Reward: the gap (positive minus best negative) of the embedding made with each sampled
+    thought; KL to the starting (SFT) reasoning adapter.
+    """
+    from twn_rag.training.rl import RLArguments, train_rl
+
+    args = RLArguments(
+        **_common(
+            out=out,
+            steps=steps,
+            epochs=epochs,
+            batch_size=batch_size,
+            grad_accum=grad_accum,
+            lr=lr,
+            warmup_steps=warmup_steps,
+            save_every=save_every,
+            resume=resume,
+            gradient_checkpointing=gradient_checkpointing,
+            device=device,
+            dtype=dtype,
+            seed=seed,
+            log_format=log_format,
+            progress=progress,
+        ),
+        group_size=group_size,
+        max_thought_tokens=max_thought_tokens,
+        sampling_temperature=sampling_temperature,
+        top_p=top_p,
+        top_k=top_k,
+        clip_epsilon=clip_epsilon,
+        kl_coef=kl_coef,
+        updates_per_batch=updates_per_batch,
+    )
+    _run(train_rl, data, base, args, base_model)
+
+
+@app.command("eval")
+def eval_command(
+    data: Annotated[Path, typer.Option("--data", help="Evaluation JSONL file.", exists=True, dir_okay=False)],
+    model: Annotated[str, typer.Option("--model", help="TWN checkpoint folder (or hub id).")],
+    mode: Annotated[
+        list[str] | None, typer.Option("--mode", help="never, always or adaptive; repeat it (default: all three).")
+    ] = None,
+    think_ratio: Annotated[
+        float | None, typer.Option("--think-ratio", help="Adaptive: calibrate the threshold to this think-rate.")
+    ] = None,
+    candidates: Annotated[
+        str, typer.Option("--candidates", help="corpus: rank against every document; own: only a query's own.")
+    ] = "corpus",
+    base_model: BaseModel = None,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 8,
+    device: Device = "auto",
+    dtype: Annotated[str, typer.Option("--dtype", help="auto, bf16 or fp32.")] = "auto",
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON here.")] = None,
+    progress: Progress = False,
+) -> None:
+    """Evaluate retrieval under the reasoning modes, side by side.
+
+    Recall@1/5/10, MRR, NDCG@10, think-rate, mean thought tokens and wall time per mode.
+    """
+    from twn_rag.embedder import TWNEmbedder
+    from twn_rag.evaluation import EVAL_MODES, evaluate
+    from twn_rag.training.data import DataFormatError
+
+    modes = mode or list(EVAL_MODES)
+    try:
+        embedder = TWNEmbedder.from_pretrained(model, base_model=base_model, device=device, dtype=dtype)
+        report = evaluate(
+            embedder,
+            data,
+            modes,
+            think_ratio=think_ratio,
+            candidates=candidates,
+            batch_size=batch_size,
+            show_progress=progress,
+        )
+    except (DataFormatError, ValueError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(
+        f"{report.queries} queries, {report.documents} documents ({candidates} candidates), model {report.model}"
+    )
+    typer.echo(report.table())
+    if json_out is not None:
+        json_out.write_text(report.to_json(), encoding="utf-8")
+        typer.echo(f"wrote {json_out}")

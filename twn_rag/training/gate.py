@@ -1,0 +1,290 @@
+"""Stage 2: the gate, trained on self-supervised labels.
+
+For every training query, the no-think and the think embedding (thought generated greedily
+by the ``reasoning`` adapter, exactly as at inference) are scored against the query's
+positive and against every other document of the data (its hard negatives and the other
+queries' positives): margin = cos(positive) - max cos(negative). The label is 1 where
+thinking improves the margin by more than ``delta``. The gate MLP then learns these labels
+with class-balanced BCE on the frozen pooled features of the no-think pass (the very features
+it reads at inference). Precision, recall and ROC AUC are reported on a held-out split, and
+the threshold can be calibrated to a target think-rate.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from twn_rag.budget import ReasoningBudget, calibrate
+from twn_rag.embedder import TWNEmbedder
+from twn_rag.gate import GateMLP
+from twn_rag.modeling import GATE_PART, load_tensor_file
+from twn_rag.training.data import RetrievalExample, document_corpus, load_examples, prepare_inputs
+from twn_rag.training.loading import load_for_training
+from twn_rag.training.loop import TrainingArguments, TrainingLoop, resolve_training_device
+
+logger = logging.getLogger(__name__)
+
+GATE_DATA_FILENAME = "gate_data.pt"
+GATE_METRICS_FILENAME = "gate_metrics.json"
+
+
+@dataclass
+class GateArguments(TrainingArguments):
+    """Gate options. ``delta``: the margin gain thinking must exceed for label 1.
+    ``holdout_fraction`` of the queries is kept out of training for the reported metrics.
+    ``target_think_rate``: calibrate the saved threshold so this fraction of the training
+    queries would think (else 0.5). ``embed_batch_size`` and ``max_thought_tokens`` (default:
+    the checkpoint's) apply to labelling."""
+
+    batch_size: int = 64
+    epochs: float = 50.0
+    learning_rate: float = 1e-3
+    delta: float = 0.0
+    holdout_fraction: float = 0.2
+    target_think_rate: float | None = None
+    embed_batch_size: int = 8
+    max_thought_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 <= self.holdout_fraction < 1.0:
+            raise ValueError(f"holdout_fraction must be within [0, 1), got {self.holdout_fraction}")
+        if self.target_think_rate is not None and not 0.0 <= self.target_think_rate <= 1.0:
+            raise ValueError(f"target_think_rate must be within 0..1, got {self.target_think_rate}")
+
+
+@dataclass
+class GateData:
+    """Per query: the gate's input features, the no-think and think margins, thought length."""
+
+    features: torch.Tensor  # [N, hidden], float32
+    margin_nothink: torch.Tensor  # [N]
+    margin_think: torch.Tensor  # [N]
+    thought_tokens: torch.Tensor  # [N]
+    meta: dict = field(default_factory=dict)
+
+    def labels(self, delta: float) -> torch.Tensor:
+        """1.0 where thinking improves the margin by more than ``delta``, else 0.0."""
+        return ((self.margin_think - self.margin_nothink) > delta).float()
+
+    def save(self, path: Path) -> None:
+        torch.save({**{k: v for k, v in asdict(self).items() if k != "meta"}, "meta": json.dumps(self.meta)}, path)
+
+    @classmethod
+    def load(cls, path: Path) -> GateData:
+        state = load_tensor_file(path)
+        return cls(**{**state, "meta": json.loads(state["meta"])})
+
+
+def margins(queries: np.ndarray, documents: np.ndarray, positives: Sequence[int]) -> np.ndarray:
+    """cos(query, its positive) - max cos(query, any other document), per query; rows are
+    L2-normalised and the documents distinct. With no other document, cos(positive) alone."""
+    scores = queries @ documents.T
+    rows = np.arange(len(queries))
+    positive = scores[rows, positives]
+    scores[rows, positives] = -np.inf
+    best_negative = scores.max(axis=1)
+    return positive - np.where(np.isfinite(best_negative), best_negative, 0.0)
+
+
+def collect_gate_data(
+    embedder: TWNEmbedder,
+    examples: Sequence[RetrievalExample],
+    *,
+    batch_size: int = 8,
+    max_thought_tokens: int | None = None,
+    show_progress: bool = False,
+) -> GateData:
+    """Embed every query without and with a (greedy) thought, every document without, and
+    return the features and margins the gate labels come from."""
+    model, config, processor = embedder.model, embedder.config, embedder.processor
+    max_tokens = max_thought_tokens or config.max_thought_tokens
+    documents, positives, _ = document_corpus(examples)
+    never = ReasoningBudget(mode="never")
+    doc_vectors = np.stack(
+        [r.vector for r in embedder.encode(documents, role="document", budget=never, batch_size=batch_size)]
+    )
+    features, nothink, think, tokens = [], [], [], []
+    chunks = range(0, len(examples), batch_size)
+    for start in tqdm(chunks, desc="gate labels", unit="batch", disable=not show_progress):
+        chunk = examples[start : start + batch_size]
+        items = prepare_inputs(embedder, [e.query for e in chunk], chunk)
+        with torch.inference_mode():
+            batch = processor.embedding_batch(
+                items, [config.prompts("query", i.instruction)[0] for i in items], [None] * len(items)
+            )
+            vectors, pooled = model.embed(batch)
+        always = ReasoningBudget(mode="always", max_thought_tokens=max_tokens)
+        thought = embedder.encode(items, role="query", budget=always, batch_size=batch_size)
+        rows = slice(start, start + len(chunk))
+        nothink.append(margins(vectors.cpu().numpy(), doc_vectors, positives[rows]))
+        think.append(margins(np.stack([r.vector for r in thought]), doc_vectors, positives[rows]))
+        features.append(pooled.float().cpu())
+        tokens.extend(r.thought_tokens for r in thought)
+    return GateData(
+        features=torch.cat(features),
+        margin_nothink=torch.from_numpy(np.concatenate(nothink)).float(),
+        margin_think=torch.from_numpy(np.concatenate(think)).float(),
+        thought_tokens=torch.tensor(tokens, dtype=torch.float32),
+        meta={"examples": len(examples), "max_thought_tokens": max_tokens},
+    )
+
+
+def holdout_split(count: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Deterministic ``(train, held_out)`` index lists; held-out is empty for ``fraction`` 0,
+    else at least one item while at least one stays for training."""
+    order = torch.randperm(count, generator=torch.Generator().manual_seed(seed)).tolist()
+    held = min(max(1, round(count * fraction)), count - 1) if fraction > 0 and count > 1 else 0
+    return sorted(order[held:]), sorted(order[:held])
+
+
+def roc_auc(scores: Sequence[float], labels: Sequence[float]) -> float | None:
+    """Area under the ROC curve (ties count one half); ``None`` when a class is missing."""
+    scores, labels = np.asarray(scores, dtype=float), np.asarray(labels) > 0.5
+    positives, negatives = scores[labels], scores[~labels]
+    if not len(positives) or not len(negatives):
+        return None
+    greater = (positives[:, None] > negatives[None, :]).sum()
+    ties = (positives[:, None] == negatives[None, :]).sum()
+    return float((greater + 0.5 * ties) / (len(positives) * len(negatives)))
+
+
+def binary_metrics(scores: Sequence[float], labels: Sequence[float], threshold: float) -> dict:
+    """Precision, recall, F1, accuracy and think-rate at ``threshold`` (score >= threshold
+    predicts 1), and ROC AUC. Precision is ``None`` when nothing is predicted positive."""
+    scores, truth = np.asarray(scores, dtype=float), np.asarray(labels) > 0.5
+    predicted = scores >= threshold
+    true_positive = int((predicted & truth).sum())
+    precision = true_positive / predicted.sum() if predicted.any() else None
+    recall = true_positive / truth.sum() if truth.any() else None
+    f1 = (
+        2 * precision * recall / (precision + recall)
+        if precision is not None and recall is not None and precision + recall > 0
+        else None
+    )
+    return {
+        "count": len(scores),
+        "positive_labels": int(truth.sum()),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "accuracy": float((predicted == truth).mean()) if len(scores) else None,
+        "auc": roc_auc(scores, truth),
+        "think_rate": float(predicted.mean()) if len(scores) else None,
+    }
+
+
+def train_gate(
+    data: str | Path | Sequence[RetrievalExample],
+    base: str | Path,
+    args: GateArguments,
+    *,
+    base_model: str | Path | None = None,
+    on_step_end: Callable[[int, dict], None] | None = None,
+) -> Path:
+    """Label, train, evaluate and calibrate the gate of the TWN checkpoint ``base``; write the
+    checkpoint (released layout, new gate and threshold) and ``gate_metrics.json`` to
+    ``args.output_dir``. Labels are cached in ``gate_data.pt`` there, so a resumed run does
+    not think again. Returns the output folder."""
+    examples = load_examples(data) if isinstance(data, (str, Path)) else list(data)
+    device, dtype, autocast = resolve_training_device(args)
+    embedder = load_for_training(base, device=device, dtype=dtype, base_model=base_model, require_twn=True)
+    model = embedder.model
+    output = Path(args.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    gate_data = _cached_gate_data(embedder, examples, args, output / GATE_DATA_FILENAME)
+    labels = gate_data.labels(args.delta)
+    train_rows, held_rows = holdout_split(len(labels), args.holdout_fraction, args.seed)
+    train_labels = labels[train_rows]
+    positives = int(train_labels.sum())
+    if positives == 0 or positives == len(train_rows):
+        raise ValueError(
+            f"all {len(train_rows)} training labels are {int(train_labels[0])} at delta={args.delta} "
+            f"(margin gains range {float((gate_data.margin_think - gate_data.margin_nothink).min()):.4f}.."
+            f"{float((gate_data.margin_think - gate_data.margin_nothink).max()):.4f}); pick another --delta"
+        )
+    logger.info("gate labels: %s", label_summary(gate_data, args.delta))
+    _reset_gate(model.gate, args.seed)
+    features = gate_data.features.to(model.device)
+    targets = labels.to(model.device)
+    train_index = torch.tensor(train_rows, device=model.device)
+    pos_weight = torch.tensor((len(train_rows) - positives) / positives, device=model.device)
+    loop = TrainingLoop("gate", model, args, [GATE_PART], args.total_steps(len(train_rows)), autocast)
+
+    def step(step_index: int, micro: int) -> dict[str, float]:
+        rows = train_index[loop.micro_batch(step_index, micro, len(train_rows))]
+        logits = model.gate.logits(features[rows])
+        loss = F.binary_cross_entropy_with_logits(logits, targets[rows], pos_weight=pos_weight)
+        (loss / args.grad_accum).backward()
+        return {"loss": loss.item()}
+
+    loop.run(step, on_step_end)
+    with torch.no_grad():
+        scores = model.gate(features).cpu().numpy()
+    threshold = 0.5 if args.target_think_rate is None else calibrate(scores, args.target_think_rate)
+    model.config.gate_threshold = float(threshold)
+    report = {
+        "delta": args.delta,
+        "threshold": float(threshold),
+        "target_think_rate": args.target_think_rate,
+        "labelled_queries": len(labels),
+        "positive_labels": int(labels.sum()),
+        "mean_margin_gain": float((gate_data.margin_think - gate_data.margin_nothink).mean()),
+        "train": binary_metrics(scores[train_rows], labels[train_rows].numpy(), threshold),
+        "heldout": binary_metrics(scores[held_rows], labels[held_rows].numpy(), threshold) if held_rows else None,
+    }
+    model.save(output)
+    (output / GATE_METRICS_FILENAME).write_text(json.dumps(report, indent=2), encoding="utf-8")
+    logger.info("gate done: %s", json.dumps(report["heldout"] or report["train"]))
+    return output
+
+
+def _reset_gate(gate: GateMLP, seed: int) -> None:
+    """Start from a fresh, seeded initialisation of the same layer sizes."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        fresh = GateMLP(gate.dims, gate.activation_name)
+    gate.load_state_dict(fresh.state_dict())
+
+
+def _cached_gate_data(
+    embedder: TWNEmbedder, examples: Sequence[RetrievalExample], args: GateArguments, path: Path
+) -> GateData:
+    expected = {
+        "examples": len(examples),
+        "max_thought_tokens": args.max_thought_tokens or embedder.config.max_thought_tokens,
+        "sources": [e.source for e in examples[:1]] + [e.source for e in examples[-1:]],
+    }
+    if args.resume and path.is_file():
+        cached = GateData.load(path)
+        if cached.meta == expected:
+            logger.info("reusing gate labels from %s", path)
+            return cached
+    gate_data = collect_gate_data(
+        embedder,
+        examples,
+        batch_size=args.embed_batch_size,
+        max_thought_tokens=args.max_thought_tokens,
+        show_progress=args.show_progress,
+    )
+    gate_data.meta = expected
+    gate_data.save(path)
+    return gate_data
+
+
+def label_summary(gate_data: GateData, delta: float) -> str:
+    """One line for logs: how many queries thinking helps, and the mean margin gain."""
+    gains = gate_data.margin_think - gate_data.margin_nothink
+    helped = int((gains > delta).sum())
+    mean = float(gains.mean()) if len(gains) else math.nan
+    return f"thinking helps {helped} of {len(gains)} queries (mean margin gain {mean:+.4f})"
