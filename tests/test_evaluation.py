@@ -84,3 +84,33 @@ def test_eval_command_passes_its_options(tiny_ckpt, toy, tmp_path):
     assert report["modes"]["adaptive"]["query_think_rate"] == 0.5
     bad = CliRunner().invoke(app, ["eval", "--data", str(toy), "--model", str(tiny_ckpt), "--mode", "sometimes"])
     assert bad.exit_code == 2 and "modes must be among" in bad.output
+
+
+def test_think_roles_and_a_given_threshold(embedder, toy):
+    report = evaluate(embedder, toy, ["always", "adaptive"], think_roles=["query"], threshold=0.0)
+    always, adaptive = report.modes["always"], report.modes["adaptive"]
+    assert always.query_think_rate == 1 and always.document_think_rate == 0
+    assert always.query_mean_thought_tokens == pytest.approx(always.mean_thought_tokens * 24 / 8)
+    assert adaptive.query_threshold == 0.0 and adaptive.document_threshold is None
+    assert adaptive.query_think_rate == 1  # every gate score is >= 0
+    never = evaluate(embedder, toy, ["never"]).modes["never"]
+    # documents never thought in either run, so the queries alone decide the difference
+    assert always.query_mean_thought_tokens > 0 and never.query_mean_thought_tokens == 0
+    with pytest.raises(ValueError, match="not both"):
+        evaluate(embedder, toy, ["adaptive"], think_ratio=0.5, threshold=0.5)
+    with pytest.raises(ValueError, match="think_roles"):
+        evaluate(embedder, toy, ["never"], think_roles=["passage"])
+
+
+def test_eval_command_think_role_and_threshold(tiny_ckpt, toy, tmp_path):
+    from typer.testing import CliRunner
+
+    from twn_rag.cli import app
+
+    report_path = tmp_path / "r.json"
+    args = ["eval", "--data", str(toy), "--model", str(tiny_ckpt), "--mode", "adaptive", "--think-role", "query"]
+    args += ["--threshold", "1.0", "--dtype", "fp32", "--json", str(report_path)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    adaptive = json.loads(report_path.read_text())["modes"]["adaptive"]
+    assert adaptive["query_threshold"] == 1.0 and adaptive["document_think_rate"] == 0

@@ -5,9 +5,11 @@ format); each query is ranked by cosine similarity against all of it, or (``cand
 "own"``, the MMEB protocol) against its positive and its own hard negatives only. Per mode the report
 has Recall@1/5/10, MRR, NDCG@10 (one relevant document per query), the think-rate (inputs
 that thought / inputs embedded, queries and documents together), the mean thought tokens
-per embedded input, and the wall time of embedding queries and corpus. The mode applies to
-both roles; ``adaptive`` uses the checkpoint's gate threshold, or, with ``think_ratio``, the
-threshold calibrated per role on these inputs' gate scores to think on that fraction.
+per embedded input (and per query), and the wall time of embedding queries and corpus. The
+mode applies to the roles in ``think_roles`` (both by default; the others never think);
+``adaptive`` uses the checkpoint's gate threshold, a given ``threshold`` (e.g. calibrated on a
+validation split), or, with ``think_ratio``, the threshold calibrated per role on these
+inputs' gate scores to think on that fraction.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from twn_rag.budget import MODES, ReasoningBudget, calibrate
+from twn_rag.config import ROLES
 from twn_rag.embedder import EmbeddingResult, TWNEmbedder
 from twn_rag.training.data import RetrievalExample, document_corpus, load_examples
 
@@ -44,6 +47,7 @@ class ModeReport:
     query_think_rate: float
     document_think_rate: float
     mean_thought_tokens: float
+    query_mean_thought_tokens: float
     wall_time_s: float
     query_threshold: float | None = None
     document_threshold: float | None = None
@@ -75,13 +79,14 @@ class EvaluationReport:
 
     def table(self) -> str:
         """The modes side by side as a plain-text table."""
-        header = ["mode", "R@1", "R@5", "R@10", "MRR", "NDCG@10", "think-rate", "thought tok", "time s"]
+        header = ["mode", "R@1", "R@5", "R@10", "MRR", "NDCG@10", "think-rate", "thought tok", "tok/query", "time s"]
         rows = [
             [
                 r.mode,
                 *(f"{v:.3f}" for v in (r.recall_at_1, r.recall_at_5, r.recall_at_10, r.mrr, r.ndcg_at_10)),
                 f"{r.think_rate:.1%}",
                 f"{r.mean_thought_tokens:.1f}",
+                f"{r.query_mean_thought_tokens:.1f}",
                 f"{r.wall_time_s:.2f}",
             ]
             for r in self.modes.values()
@@ -131,6 +136,8 @@ def evaluate(
     *,
     think_ratio: float | None = None,
     candidates: str = "corpus",
+    think_roles: Sequence[str] = ROLES,
+    threshold: float | None = None,
     batch_size: int = 8,
     show_progress: bool = False,
 ) -> EvaluationReport:
@@ -146,6 +153,10 @@ def evaluate(
         raise ValueError(f"candidates must be one of {CANDIDATE_SETS}, got {candidates!r}")
     if think_ratio is not None and not 0.0 <= think_ratio <= 1.0:
         raise ValueError(f"think_ratio must be within 0..1, got {think_ratio}")
+    if think_ratio is not None and threshold is not None:
+        raise ValueError("give think_ratio or threshold, not both")
+    if not think_roles or set(think_roles) - set(ROLES):
+        raise ValueError(f"think_roles must be among {ROLES}, got {list(think_roles)}")
     examples = load_examples(data) if isinstance(data, (str, Path)) else list(data)
     queries = [e.query for e in examples]
     documents, positives, negatives = document_corpus(examples)
@@ -174,10 +185,15 @@ def evaluate(
                     calibrate([r.gate_score for r in never_results[1]], think_ratio),
                 )
             else:
-                thresholds = (embedder.config.gate_threshold,) * 2
+                thresholds = (embedder.config.gate_threshold if threshold is None else threshold,) * 2
+        thresholds = tuple(t if role in think_roles else None for t, role in zip(thresholds, ROLES))
         budgets = [
-            ReasoningBudget(mode=mode, threshold=t if t is not None else 0.5, max_thought_tokens=max_tokens)
-            for t in thresholds
+            ReasoningBudget(
+                mode=mode if role in think_roles else "never",
+                threshold=t if t is not None else 0.5,
+                max_thought_tokens=max_tokens,
+            )
+            for t, role in zip(thresholds, ROLES)
         ]
         results = run(*budgets)
         if mode == "never":
@@ -212,6 +228,7 @@ def _mode_report(
         query_think_rate=_think_rate(query_results),
         document_think_rate=_think_rate(doc_results),
         mean_thought_tokens=sum(r.thought_tokens for r in everything) / len(everything),
+        query_mean_thought_tokens=sum(r.thought_tokens for r in query_results) / len(query_results),
         wall_time_s=round(seconds, 4),
         query_threshold=_finite(thresholds[0]),
         document_threshold=_finite(thresholds[1]),

@@ -252,6 +252,13 @@ def eval_command(
     candidates: Annotated[
         str, typer.Option("--candidates", help="corpus: rank against every document; own: only a query's own.")
     ] = "corpus",
+    think_role: Annotated[
+        list[str] | None,
+        typer.Option("--think-role", help="query or document: the roles the mode applies to (default both)."),
+    ] = None,
+    threshold: Annotated[
+        float | None, typer.Option("--threshold", help="Adaptive: this gate threshold instead of the checkpoint's.")
+    ] = None,
     base_model: BaseModel = None,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 8,
     device: Device = "auto",
@@ -276,6 +283,8 @@ def eval_command(
             modes,
             think_ratio=think_ratio,
             candidates=candidates,
+            think_roles=think_role or ("query", "document"),
+            threshold=threshold,
             batch_size=batch_size,
             show_progress=progress,
         )
