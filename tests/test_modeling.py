@@ -138,3 +138,18 @@ def test_bfloat16_runs(tiny_ckpt):
     assert embedder.model.dtype == torch.bfloat16
     result = embedder.encode(["bf16"], budget=ReasoningBudget(**ALWAYS))[0]
     assert result.vector.dtype == np.float32 and abs(np.linalg.norm(result.vector) - 1) < 1e-3
+
+
+def test_a_checkpoint_can_ship_its_backbone_inside(tiny_ckpt, tmp_path, embedder):
+    bundled = tmp_path / "bundled"
+    shutil.copytree(tiny_ckpt, bundled)  # the backbone comes along as bundled/backbone
+    for adapter in ("reasoning", "embedding"):
+        cfg_path = bundled / adapter / "adapter_config.json"
+        cfg = json.loads(cfg_path.read_text())
+        cfg["base_model_name_or_path"] = "backbone"  # relative: resolved inside the checkpoint
+        cfg_path.write_text(json.dumps(cfg))
+    loaded = TWNEmbedder.from_pretrained(bundled, device="cpu", dtype="float32")
+    never = ReasoningBudget(mode="never")
+    np.testing.assert_array_equal(
+        loaded.encode(["x"], budget=never)[0].vector, embedder.encode(["x"], budget=never)[0].vector
+    )

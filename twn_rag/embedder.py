@@ -18,7 +18,7 @@ from twn_rag.cache import DEFAULT_THOUGHT_CACHE_SIZE, ThoughtCache
 from twn_rag.config import ROLES, TWNConfig
 from twn_rag.device import resolve_device, resolve_dtype
 from twn_rag.inputs import EmbeddingInput, parse_input
-from twn_rag.modeling import TWNModel
+from twn_rag.modeling import TWNModel, resolve_base_model
 from twn_rag.processing import TWNProcessor
 
 logger = logging.getLogger(__name__)
@@ -101,6 +101,7 @@ class TWNEmbedder:
         checkpoint = resolve_checkpoint(path_or_hub_id)
         torch_device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, torch_device)
+        base_model = str(base_model) if base_model is not None else resolve_base_model(checkpoint)
         model = TWNModel.load(
             checkpoint,
             base_model=base_model,
@@ -108,10 +109,7 @@ class TWNEmbedder:
             dtype=torch_dtype,
             trust_remote_code=trust_remote_code,
         )
-        hf_processor = AutoProcessor.from_pretrained(
-            model.base_model_name if base_model is None else str(base_model),
-            trust_remote_code=trust_remote_code,
-        )
+        hf_processor = AutoProcessor.from_pretrained(base_model, trust_remote_code=trust_remote_code)
         processor = TWNProcessor(hf_processor, model.num_queries)
         return cls(model, processor, str(path_or_hub_id), thought_cache_size)
 

@@ -75,6 +75,21 @@ def load_backbone(base_model: str | Path, dtype: torch.dtype, device: torch.devi
     return model.to(device).eval()
 
 
+def resolve_base_model(checkpoint_dir: str | Path) -> str:
+    """The backbone a checkpoint names in ``embedding/adapter_config.json``. A relative name
+    that is a folder inside the checkpoint (one that ships its backbone, like the bundled
+    demo model) resolves there; anything else (a hub id, an absolute path) is returned as is."""
+    checkpoint_dir = Path(checkpoint_dir)
+    config_path = checkpoint_dir / EMBEDDING_ADAPTER / "adapter_config.json"
+    if not config_path.is_file():
+        raise CheckpointError(f"{checkpoint_dir} has no {EMBEDDING_ADAPTER}/adapter_config.json (not a TWN checkpoint)")
+    base_model = json.loads(config_path.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    if not base_model:
+        raise CheckpointError(f"{checkpoint_dir}: adapter_config.json names no base model; pass base_model=")
+    inside = checkpoint_dir / base_model
+    return str(inside) if not Path(base_model).is_absolute() and inside.is_dir() else str(base_model)
+
+
 def load_tensor_file(path: Path) -> dict | torch.Tensor:
     """``torch.load`` with ``weights_only=True``: a pickle may only hold tensors and containers."""
     if not path.is_file():
@@ -128,10 +143,6 @@ class TWNModel(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         return self.backbone.get_input_embeddings().weight.dtype
-
-    @property
-    def base_model_name(self) -> str:
-        return str(self.backbone.peft_config[EMBEDDING_ADAPTER].base_model_name_or_path)
 
     def _inner_model(self) -> nn.Module:
         """The backbone without its LM head (returns hidden states); LoRA layers included."""
@@ -352,11 +363,7 @@ class TWNModel(nn.Module):
             if not (checkpoint_dir / adapter / "adapter_config.json").is_file():
                 raise CheckpointError(f"{checkpoint_dir} has no {adapter}/adapter_config.json (not a TWN checkpoint)")
         config = TWNConfig.load(checkpoint_dir)
-        if base_model is None:
-            adapter_config = json.loads((checkpoint_dir / EMBEDDING_ADAPTER / "adapter_config.json").read_text())
-            base_model = adapter_config.get("base_model_name_or_path")
-            if not base_model:
-                raise CheckpointError(f"{checkpoint_dir}: adapter_config.json names no base model; pass base_model=")
+        base_model = base_model if base_model is not None else resolve_base_model(checkpoint_dir)
         logger.info("loading backbone %s (%s on %s)", base_model, dtype, device)
         backbone = load_backbone(base_model, dtype, device, trust_remote_code)
         with _quiet_peft_deprecations():
