@@ -31,7 +31,7 @@ def caption_examples(seed: int, per_colour: int = 12) -> list[tuple[str, object]
 
 
 def build_pretrained_backbone(
-    world: World, output_dir: Path, steps: int = 1500, batch_size: int = 32, seed: int = 0
+    world: World, output_dir: Path, steps: int = 2500, batch_size: int = 32, seed: int = 0
 ) -> Path:
     """Build the tokenizer and backbone for ``world`` and pre-train it; returns its directory."""
     facts, others = entity_facts(world), general_sentences()
@@ -88,7 +88,7 @@ def fact_recall(backbone_dir: Path, world: World) -> float:
     tokenizer = processor.tokenizer
     tokenizer.padding_side = "left"
     names = sorted(world.entities)
-    batch = tokenizer([f"{n} has card" for n in names], return_tensors="pt", padding=True)
+    batch = tokenizer([f"Fact: {n} has card" for n in names], return_tensors="pt", padding=True)
     with torch.inference_mode():
         out = model.generate(**batch, max_new_tokens=4, do_sample=False, pad_token_id=tokenizer.pad_token_id)
     texts = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)

@@ -10,8 +10,10 @@ Documents are number cards (text) and colour pictures (images). Query kinds:
 - ``arithmetic`` "number 12 plus 5" -> card 17;
 - ``composition`` "the card of zorp plus 3" -> zorp's card + 3.
 
-A reasoning query's reference thought states the fact ("zorp has card 17"), so a model that
-thinks writes the answer out and the embedding only has to match it.
+A reasoning query's reference thought states the fact ("Fact: zorp has card 17."), so a model
+that thinks writes the answer out and the embedding only has to match it. Facts start with
+"Fact:" so that names and numbers inside them are the same tokens (with a leading space) as
+in queries and documents: copying them needs no mapping between token variants.
 
 Splits: entities and arithmetic pairs are split into train / validation / test; the
 pre-training corpus states every fact (it is the world knowledge a pretrained MLLM would
@@ -123,9 +125,11 @@ def build_world(seed: int = 0) -> World:
             queries.append(Query("direct-colour", template, picture_id(colour), None, split))
     for name, (card, colour) in entities.items():
         split = entity_split[name]
-        queries.append(Query("lookup-number", f"the card of {name}", card_id(card), f"{name} has card {card}", split))
         queries.append(
-            Query("lookup-colour", f"the colour of {name}", picture_id(colour), f"{name} is {colour}", split)
+            Query("lookup-number", f"the card of {name}", card_id(card), f"Fact: {name} has card {card}.", split)
+        )
+        queries.append(
+            Query("lookup-colour", f"the colour of {name}", picture_id(colour), f"Fact: {name} is {colour}.", split)
         )
         addend = rng.randint(1, MAX_ADDEND)
         queries.append(
@@ -133,7 +137,7 @@ def build_world(seed: int = 0) -> World:
                 "composition",
                 f"the card of {name} plus {addend}",
                 card_id(card + addend),
-                f"{name} has card {card}. {card} plus {addend} is {card + addend}",
+                f"Fact: {name} has card {card}. Fact: {card} plus {addend} is {card + addend}.",
                 split,
             )
         )
@@ -142,7 +146,11 @@ def build_world(seed: int = 0) -> World:
             if rng.random() < 0.15:
                 queries.append(
                     Query(
-                        "arithmetic", f"number {a} plus {b}", card_id(a + b), f"{a} plus {b} is {a + b}", _split_of(rng)
+                        "arithmetic",
+                        f"number {a} plus {b}",
+                        card_id(a + b),
+                        f"Fact: {a} plus {b} is {a + b}.",
+                        _split_of(rng),
                     )
                 )
     return world
@@ -152,13 +160,19 @@ def entity_facts(world: World) -> list[str]:
     """Every entity fact, in a few phrasings: the arbitrary associations pre-training must store."""
     lines = []
     for name, (card, colour) in world.entities.items():
-        lines += [f"{name} has card {card}.", f"{name} is {colour}.", f"The card of {name} is {card}."]
+        lines += [f"Fact: {name} has card {card}.", f"Fact: {name} is {colour}.", f"The card of {name} is {card}."]
+        # The name said twice: pre-training also teaches to recall a fact about a name read
+        # earlier in the context (a pretrained LLM can; a model trained only on the lines
+        # above could not copy a name it has to look up).
+        lines += [f"About {name}. Fact: {name} has card {card}.", f"About {name}. Fact: {name} is {colour}."]
     return lines
 
 
 def general_sentences() -> list[str]:
     """Every sum in range and every card text."""
-    lines = [f"{a} plus {b} is {a + b}." for a in range(NUM_CARDS - MAX_ADDEND) for b in range(1, MAX_ADDEND + 1)]
+    pairs = [(a, b) for a in range(NUM_CARDS - MAX_ADDEND) for b in range(1, MAX_ADDEND + 1)]
+    lines = [f"Fact: {a} plus {b} is {a + b}." for a, b in pairs]
+    lines += [f"Add {a} and {b}. Fact: {a} plus {b} is {a + b}." for a, b in pairs]
     lines += [card_text(n) for n in range(NUM_CARDS)]
     lines += [f"number {n}" for n in range(NUM_CARDS)]
     return lines
