@@ -24,6 +24,9 @@ def test_there_are_notebooks():
 def test_notebook_runs_offline(path, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    # One intra-op thread, as in conftest.py: on a busy 2-core machine two OpenMP threads made
+    # the training notebook ~3x slower (10 s -> 30 s) and generate far slower still.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     notebook = nbformat.read(path, as_version=4)
     client = NotebookClient(
         notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
