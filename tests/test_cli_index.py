@@ -73,6 +73,7 @@ def test_index_reports_each_bad_file_indexes_the_rest_and_exits_non_zero(tmp_pat
         assert re.fullmatch(r"page=\d+|t=\d+\.\d\ds|-", location)
         assert Path(image.removeprefix("image=")).is_file() and thought.startswith("thought=")
     assert scores == sorted(scores, reverse=True)
+    assert re.search(r"query: gate \d\.\d\d, (did not think|thought '.*')", search.stderr)
 
     by_image = _run("search", "--image", str(good_docs / "figure.jpg"), "--index", str(index_dir), "-k", "1")
     assert by_image.exit_code == 0 and len(by_image.stdout.strip().splitlines()) == 1

@@ -52,6 +52,8 @@ def test_add_search_info_delete(index, docs):
 
     hits = index.search("Configure the budget.", k=20)
     assert len(hits) == 8 and hits == sorted(hits, key=lambda h: -h.score)
+    [again] = index.embedder.encode(["Configure the budget."], role="query", budget=ReasoningBudget(mode="never"))
+    assert index.last_query is not None and index.last_query.gate_score == pytest.approx(again.gate_score, abs=1e-5)
     by_source = {h.source.split("/")[-1] for h in hits}
     assert by_source == {"manual.pdf", "clip.mp4", "figure.png"}
     for hit in hits:

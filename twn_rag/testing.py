@@ -346,27 +346,41 @@ def make_sample_image(size: tuple[int, int] = (96, 64), seed: int = 0):
     return image
 
 
-def write_sample_video(path: str | Path, seconds: float = 2.0, fps: int = 8, size: tuple[int, int] = (64, 48)) -> Path:
-    """Encode a short MPEG-4 video of a square moving left to right; returns ``path``."""
+def write_video(path: str | Path, frames, fps: int) -> Path:
+    """Encode RGB ``frames`` (an iterable of ``[height, width, 3]`` uint8 arrays, all one size)
+    as an MPEG-4 video at ``fps``; returns ``path``."""
     import av
-    import numpy as np
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    width, height = size
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream("mpeg4", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        total = int(seconds * fps)
-        for i in range(total):
-            pixels = np.full((height, width, 3), 255, dtype=np.uint8)
-            x = int((width - 16) * i / max(total - 1, 1))
-            pixels[height // 2 - 8 : height // 2 + 8, x : x + 16] = (200, 30, 30)
+        stream.pix_fmt = "yuv420p"
+        for i, pixels in enumerate(frames):
+            if i == 0:
+                stream.height, stream.width = pixels.shape[:2]
             for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+def write_sample_video(path: str | Path, seconds: float = 2.0, fps: int = 8, size: tuple[int, int] = (64, 48)) -> Path:
+    """Encode a short MPEG-4 video of a square moving left to right; returns ``path``."""
+    import numpy as np
+
+    width, height = size
+    total = int(seconds * fps)
+
+    def frames():
+        for i in range(total):
+            pixels = np.full((height, width, 3), 255, dtype=np.uint8)
+            x = int((width - 16) * i / max(total - 1, 1))
+            pixels[height // 2 - 8 : height // 2 + 8, x : x + 16] = (200, 30, 30)
+            yield pixels
+
+    return write_video(path, frames(), fps)
 
 
 SAMPLE_PAGE_TEXTS = (

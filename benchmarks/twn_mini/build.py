@@ -34,10 +34,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from pretrain import build_pretrained_backbone, fact_recall
-from task import build_world, write_jsonl
+from task import COLOUR_RGB, NUM_CARDS, build_world, write_jsonl
 
 from twn_rag import ReasoningBudget, TWNConfig, TWNEmbedder, calibrate
 from twn_rag.evaluation import evaluate
+from twn_rag.mini import WORLD_FILENAME
 from twn_rag.training import GateArguments, RLArguments, SFTArguments, load_examples, train_gate, train_rl, train_sft
 
 logger = logging.getLogger("twn_mini")
@@ -189,6 +190,24 @@ def ship(checkpoint: Path, backbone: Path) -> None:
     for name in ("gate_mlp.pt", "queries.pt", "twn_config.json"):
         shutil.copy2(checkpoint / name, ASSET_DIR / name)
     shutil.copytree(backbone, ASSET_DIR / "backbone")
+    world = build_world(SEED)
+    (ASSET_DIR / WORLD_FILENAME).write_text(
+        json.dumps(
+            {
+                "seed": SEED,
+                "num_cards": NUM_CARDS,
+                "colours": COLOUR_RGB,
+                "entities": {
+                    name: {"card": card, "colour": colour, "split": world.entity_split[name]}
+                    for name, (card, colour) in sorted(world.entities.items())
+                },
+            },
+            indent=1,
+            sort_keys=True,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     logger.info("shipped %s", ASSET_DIR)
 
 

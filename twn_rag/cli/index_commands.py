@@ -164,6 +164,10 @@ def search_command(
     with _reported_errors():
         twn_index = TWNIndex.open(index, model, collection=collection, chroma_url=chroma_url)
         hits = twn_index.search(query, image=str(image) if image is not None else None, k=k)
+    asked = twn_index.last_query
+    if asked is not None:  # on stderr, so stdout stays one hit per line
+        thought = "did not think" if asked.thought is None else f"thought {asked.thought!r}"
+        typer.echo(f"query: gate {asked.gate_score:.2f}, {thought}", err=True)
     for hit in hits:
         typer.echo(format_hit(hit))
 

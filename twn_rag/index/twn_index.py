@@ -103,6 +103,8 @@ class TWNIndex:
         self.location = location
         self._embedder = embedder
         self._max_batch_size = int(client.get_max_batch_size())
+        # The embedded query of the last ``search``: its thought and gate score.
+        self.last_query: EmbeddingResult | None = None
         manifest = IndexManifest.from_metadata(collection.metadata)
         assert manifest is not None  # open() creates or validates it
         self.manifest = manifest
@@ -425,7 +427,8 @@ class TWNIndex:
         where: dict[str, Any] | None = None,
     ) -> list[SearchHit]:
         """The ``k`` items closest to a text ``query``, an ``image`` (path or PIL), or both,
-        best first. The query is embedded under the index's query budget (spend recorded).
+        best first. The query is embedded under the index's query budget (spend recorded);
+        its result (thought, gate score) is kept in ``last_query``.
         ``where`` is a Chroma metadata filter, e.g. ``{"source_type": "pdf"}``."""
         if query is None and image is None:
             raise ValueError("search needs a text query, an image, or both")
@@ -437,8 +440,7 @@ class TWNIndex:
         if image is not None:
             request["image"] = image
         [result] = self._encode([request], "query", batch_size=1)
-        if result.thought is not None:
-            logger.info("query thought (%d tokens): %s", result.thought_tokens, result.thought)
+        self.last_query = result
         raw = self._collection.query(
             query_embeddings=result.vector[None, :],
             n_results=k,

@@ -1,0 +1,52 @@
+"""The bundled miniature TWN: a small model trained on CPU, offline, with this project's own
+pipeline on a synthetic world (``benchmarks/twn_mini``), shipped so that the demo and the
+notebooks show real thoughts and real hits without downloading anything.
+
+The world: made-up entities, each with a card number and a colour. Documents are number cards
+("This is card number 17.") and colour pictures; the model learned to think on queries that
+need a fact ("the card of kazo plus 3" -> "Fact: kazo has card 17. Fact: 17 plus 3 is 20.")
+and to skip thinking where the answer is on the surface ("number 12"). It knows nothing
+else: use it to see the mechanics, not as a general embedder.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+MINI_MODEL_DIR = Path(__file__).resolve().parent / "assets" / "twn-mini"
+WORLD_FILENAME = "world.json"
+
+
+@dataclass(frozen=True)
+class MiniWorld:
+    """What the bundled model knows: ``entities`` name -> (card, colour, split) and the RGB
+    value of each colour. Entities of the ``test`` split were never seen in TWN training."""
+
+    entities: dict[str, tuple[int, str, str]]
+    colours: dict[str, tuple[int, int, int]]
+    num_cards: int
+
+    def names(self, split: str = "test") -> list[str]:
+        return sorted(n for n, (_, _, s) in self.entities.items() if s == split)
+
+
+def mini_model_path() -> Path:
+    """The bundled checkpoint (released layout, its backbone inside)."""
+    if not (MINI_MODEL_DIR / "gate_mlp.pt").is_file():
+        raise FileNotFoundError(
+            f"the bundled model is missing from {MINI_MODEL_DIR}; rebuild it with "
+            "`python benchmarks/twn_mini/build.py --ship` (make mini)"
+        )
+    return MINI_MODEL_DIR
+
+
+def mini_world() -> MiniWorld:
+    """The world the bundled model was trained on."""
+    data = json.loads((mini_model_path() / WORLD_FILENAME).read_text(encoding="utf-8"))
+    return MiniWorld(
+        entities={name: (e["card"], e["colour"], e["split"]) for name, e in data["entities"].items()},
+        colours={name: tuple(rgb) for name, rgb in data["colours"].items()},
+        num_cards=data["num_cards"],
+    )
