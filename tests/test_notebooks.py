@@ -31,6 +31,8 @@ def test_notebook_runs_offline(path, tmp_path, monkeypatch):
     client.execute(env=dict(os.environ))
     errors = [o for c in notebook.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
+    # What a user saves after running it stays small too: images are shown as thumbnails.
+    assert len(nbformat.writes(notebook).encode()) < MAX_OUTPUT_BYTES
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
