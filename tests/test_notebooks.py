@@ -24,6 +24,9 @@ def test_there_are_notebooks():
 def test_notebook_runs_offline(path, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    # One intra-op thread in the kernel, as in the other tests (conftest): the tiny models gain
+    # nothing from more, and on a busy 2-core machine a second OpenMP thread slows them many times.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     notebook = nbformat.read(path, as_version=4)
     client = NotebookClient(
         notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
