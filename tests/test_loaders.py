@@ -15,6 +15,7 @@ from twn_rag.loaders import (
     load_items,
     to_langchain_document,
     to_llama_index_node,
+    to_llama_index_nodes,
 )
 from twn_rag.testing import (
     BROKEN_DOCUMENT_REASONS,
@@ -153,6 +154,20 @@ def test_llama_index_nodes_carry_image_paths_not_pixels(pdf, tmp_path):
     assert "content_hash" in node.excluded_llm_metadata_keys
     text_node = to_llama_index_node(DocumentItem(id="t1", text="plain text", metadata={"source": "x"}))
     assert type(text_node) is TextNode and text_node.text == "plain text"
+
+
+def test_llama_index_embed_text_does_not_depend_on_where_the_file_is(pdf, tmp_path):
+    from llama_index.core.schema import MetadataMode
+
+    moved = tmp_path / "elsewhere" / "deeper" / pdf.name
+    moved.parent.mkdir(parents=True)
+    moved.write_bytes(pdf.read_bytes())
+    here, _ = load_items([pdf], SMALL, image_dir=tmp_path / "a")
+    there, _ = load_items([moved], SMALL, image_dir=tmp_path / "b")
+    for a, b in zip(to_llama_index_nodes(here), to_llama_index_nodes(there), strict=True):
+        assert a.get_content(metadata_mode=MetadataMode.EMBED) == b.get_content(metadata_mode=MetadataMode.EMBED)
+        assert f"file_name: {pdf.name}" in a.get_content(metadata_mode=MetadataMode.EMBED)
+        assert str(moved) in b.get_content(metadata_mode=MetadataMode.LLM)  # the LLM can still cite the file
 
 
 def test_langchain_documents(pdf, tmp_path):

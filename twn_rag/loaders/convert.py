@@ -15,6 +15,9 @@ from twn_rag.loaders.items import DocumentItem
 
 # Bookkeeping keys an LLM or a text embedding model has no use for.
 TECHNICAL_METADATA_KEYS = ("content_hash", "image_path", "source_type", "page_width_pt", "page_height_pt")
+# Kept for the LLM (it can cite the file) but not embedded: the absolute path says where the
+# file sits on this machine, and the same page must embed the same wherever it is loaded from.
+LOCATION_METADATA_KEYS = ("source",)
 
 
 def _require_image_path(item: DocumentItem) -> str | None:
@@ -29,7 +32,11 @@ def _metadata(item: DocumentItem) -> dict[str, Any]:
 
 
 def to_llama_index_node(item: DocumentItem):
-    """A ``TextNode`` for a text-only item, else an ``ImageNode`` with ``image_path`` set."""
+    """A ``TextNode`` for a text-only item, else an ``ImageNode`` with ``image_path`` set.
+
+    The embed text holds the item's text and its descriptive metadata (file name, page or
+    timestamp, modality), never its absolute ``source`` path, so a file embeds the same
+    wherever it is stored; the LLM text keeps ``source``."""
     try:
         from llama_index.core.schema import ImageNode, TextNode
     except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -37,11 +44,12 @@ def to_llama_index_node(item: DocumentItem):
 
     image_path = _require_image_path(item)
     excluded = [key for key in TECHNICAL_METADATA_KEYS if key in item.metadata]
+    location = [key for key in LOCATION_METADATA_KEYS if key in item.metadata]
     common = dict(
         id_=item.id,
         text=item.text,
         metadata=_metadata(item),
-        excluded_embed_metadata_keys=excluded,
+        excluded_embed_metadata_keys=[*excluded, *location],
         excluded_llm_metadata_keys=excluded,
     )
     if image_path is None:
