@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo test lint format bench mini clean
 
 $(STAMP): $(INSTALL_INPUTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ format: install
 bench: install
 	$(BIN)/python benchmarks/bench_encode.py
 	$(BIN)/python benchmarks/bench_ingest.py
+
+# Rebuild the bundled miniature TWN from its seed and report never/always/adaptive on its test split.
+mini: install
+	$(BIN)/python benchmarks/twn_mini/build.py --fresh --ship --results benchmarks/twn_mini/results.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

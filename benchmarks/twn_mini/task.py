@@ -92,7 +92,11 @@ def _names(rng: random.Random, count: int) -> list[str]:
     return sorted(names)
 
 
-def _split_of(rng: random.Random, fractions=(0.6, 0.2, 0.2)) -> str:
+# Validation is large enough to train the gate on (it needs held-out entities, see build.py).
+SPLIT_FRACTIONS = (0.5, 0.25, 0.25)
+
+
+def _split_of(rng: random.Random, fractions=SPLIT_FRACTIONS) -> str:
     r = rng.random()
     return "train" if r < fractions[0] else "validation" if r < fractions[0] + fractions[1] else "test"
 
@@ -105,7 +109,7 @@ def build_world(seed: int = 0) -> World:
     entities = {name: (card, rng.choice(COLOURS)) for name, card in zip(names, cards)}
     order = names[:]
     rng.shuffle(order)
-    n_train, n_val = int(0.6 * len(order)), int(0.2 * len(order))
+    n_train, n_val = int(SPLIT_FRACTIONS[0] * len(order)), int(SPLIT_FRACTIONS[1] * len(order))
     entity_split = {
         name: "train" if i < n_train else "validation" if i < n_train + n_val else "test"
         for i, name in enumerate(order)

@@ -1,0 +1,68 @@
+"""The synthetic world of benchmarks/twn_mini and the bundled model built from it."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from twn_rag import ReasoningBudget, TWNEmbedder
+from twn_rag.mini import MINI_MODEL_DIR, mini_model_path, mini_world
+from twn_rag.training import load_examples
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks" / "twn_mini"))
+import task
+
+
+def test_world_is_reproducible_and_splits_hold_entities_apart():
+    a, b = task.build_world(0), task.build_world(0)
+    assert a.entities == b.entities and a.queries == b.queries
+    assert task.build_world(1).entities != a.entities
+    for kind in ("lookup-number", "lookup-colour", "composition"):
+        names = {split: {q.text.split()[3] for q in a.split(split) if q.kind == kind} for split in task.SPLITS}
+        assert not names["train"] & names["test"] and not names["validation"] & names["test"]
+    reasoning = [q for q in a.queries if q.kind in task.REASONING_KINDS]
+    assert all(q.thought and q.thought.startswith("Fact: ") for q in reasoning)
+    assert all(q.thought is None for q in a.queries if q.kind in task.DIRECT_KINDS)
+    corpus = set(task.pretraining_corpus(a))
+    for q in reasoning:  # every fact a thought states is world knowledge the backbone saw
+        for fact in q.thought.split(". "):
+            assert fact.rstrip(".") + "." in corpus
+
+
+def test_splits_are_written_in_the_training_format(tmp_path):
+    paths = task.write_jsonl(task.build_world(0), tmp_path)
+    examples = {split: load_examples(path) for split, path in paths.items()}
+    assert sum(len(v) for v in examples.values()) == len(task.build_world(0).queries)
+    picture = next(e for e in examples["test"] if "images" in e.positive)
+    assert Path(picture.positive["images"][0]).is_file()
+
+
+def test_bundled_model_matches_the_world_the_script_builds():
+    world = mini_world()
+    built = task.build_world(json.loads((MINI_MODEL_DIR / "world.json").read_text())["seed"])
+    assert {n: (c, col) for n, (c, col, _) in world.entities.items()} == built.entities
+    assert {n: s for n, (_, _, s) in world.entities.items()} == built.entity_split
+    adapter = json.loads((mini_model_path() / "embedding" / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == "backbone"  # ships its backbone inside
+
+
+@pytest.fixture(scope="module")
+def mini():
+    return TWNEmbedder.from_pretrained(mini_model_path(), device="cpu", dtype="float32")
+
+
+def test_bundled_model_states_the_facts_it_was_trained_on(mini):
+    world = mini_world()
+    names = world.names("train")[:4]
+    results = mini.encode([f"the card of {n}" for n in names], budget=ReasoningBudget(mode="always"))
+    assert [r.thought for r in results] == [f"Fact: {n} has card {world.entities[n][0]}." for n in names]
+
+
+def test_bundled_model_ranks_a_direct_query_first_without_thinking(mini):
+    never = ReasoningBudget(mode="never")
+    cards = [f"This is card number {n}." for n in range(mini_world().num_cards)]
+    documents = mini.encode(cards, role="document", budget=never)
+    [query] = mini.encode(["number 17"], budget=never)
+    scores = [float(d.vector @ query.vector) for d in documents]
+    assert scores.index(max(scores)) == 17
