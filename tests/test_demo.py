@@ -18,6 +18,8 @@ def test_demo_indexes_searches_and_reports_the_budget(tmp_path, monkeypatch, cap
     )
     assert len(hits) == 3 * len(searches)
     assert "'This is card number 12.'" in hits[0]  # "number 12" needs no thought
+    summary = re.search(r"for all (\d+) names TWN training never saw: (\d+) find the right card first", first)
+    assert summary and int(summary[2]) <= int(summary[1]) == len(demo.mini_world().names("test"))
     assert "document budget: thought 0/68 items" in first and "query budget: thought" in first
     demo.main()  # a second run finds everything indexed
     assert "indexed 0 files (0 items added, 0 old items removed), 2 unchanged" in capsys.readouterr().out

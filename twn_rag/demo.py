@@ -64,6 +64,21 @@ def describe_hit(hit: SearchHit, world: MiniWorld) -> str:
     return f"{hit.score:.3f}  {Path(hit.source).name} page {hit.page}  {hit.text!r}"
 
 
+def lookup_summary(index: TWNIndex, world: MiniWorld) -> str:
+    """Search "the card of X" for every held-out name; how many find X's card first, and
+    how many thought on the way."""
+    names = world.names("test")
+    right = thought = 0
+    for name in names:
+        [best] = index.search(f"the card of {name}", k=1)
+        thought += index.last_query.thought is not None
+        right += best.text == f"This is card number {world.entities[name][0]}."
+    return (
+        f"'the card of X' for all {len(names)} names TWN training never saw: "
+        f"{right} find the right card first; {thought} of the queries thought"
+    )
+
+
 def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     checkpoint, world = mini_model_path(), mini_world()
@@ -83,6 +98,7 @@ def main() -> None:
         print(f"\nsearch {query!r} (right answer: {expected}); gate {asked.gate_score:.2f}, {thought}")
         for hit in hits:
             print("  " + describe_hit(hit, world))
+    print("\n" + lookup_summary(index, world))
     info = index.info()
     print(f"\nindex: {info.items} items ({', '.join(f'{k}: {v}' for k, v in info.modalities.items())})")
     for role in ("document", "query"):
