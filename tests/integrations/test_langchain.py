@@ -7,6 +7,7 @@ import asyncio
 
 import numpy as np
 import pytest
+from budgets_and_ranking import always, never, top_ids
 from langchain_chroma import Chroma
 from langchain_core.documents import Document
 from langchain_twn import TWNEmbeddings
@@ -15,20 +16,6 @@ from pydantic import ValidationError
 
 from twn_rag import InvalidInputError, ReasoningBudget
 from twn_rag.integration import GATE_SCORE_KEY, THOUGHT_KEY, THOUGHT_TOKENS_KEY
-
-
-def never() -> ReasoningBudget:
-    return ReasoningBudget(mode="never")
-
-
-def always(tokens: int = 4) -> ReasoningBudget:
-    return ReasoningBudget(mode="always", max_thought_tokens=tokens)
-
-
-def top_ids(query: list[float], ids: list[str], vectors, k: int) -> list[str]:
-    """Brute-force cosine ranking (vectors are L2-normalised)."""
-    scores = np.asarray(vectors, dtype=np.float64) @ np.asarray(query, dtype=np.float64)
-    return [ids[i] for i in np.argsort(-scores, kind="stable")[:k]]
 
 
 def test_roles_and_python_floats(embedder, document_texts):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from budgets_and_ranking import always, never, top_ids
 from llama_index.core import Document, StorageContext, VectorStoreIndex
 from llama_index.core.embeddings import MultiModalEmbedding
 from llama_index.core.indices import MultiModalVectorStoreIndex
@@ -25,20 +26,6 @@ from twn_rag import InvalidInputError, ReasoningBudget
 from twn_rag.integration import GATE_SCORE_KEY, RESULT_METADATA_KEYS, THOUGHT_KEY, THOUGHT_TOKENS_KEY
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2] / "integrations" / "llama-index-embeddings-twn"
-
-
-def never() -> ReasoningBudget:
-    return ReasoningBudget(mode="never")
-
-
-def always(tokens: int = 4) -> ReasoningBudget:
-    return ReasoningBudget(mode="always", max_thought_tokens=tokens)
-
-
-def top_ids(query: list[float], ids: list[str], vectors, k: int) -> list[str]:
-    """Brute-force cosine ranking (vectors are L2-normalised)."""
-    scores = np.asarray(vectors, dtype=np.float64) @ np.asarray(query, dtype=np.float64)
-    return [ids[i] for i in np.argsort(-scores, kind="stable")[:k]]
 
 
 @pytest.fixture
