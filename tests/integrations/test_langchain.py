@@ -3,11 +3,9 @@ store on an embedded Chroma."""
 
 from __future__ import annotations
 
-import asyncio
-
 import numpy as np
 import pytest
-from budgets_and_ranking import always, never, top_ids
+from integration_helpers import always, never, top_ids, with_loop_ticks
 from langchain_chroma import Chroma
 from langchain_core.documents import Document
 from langchain_twn import TWNEmbeddings
@@ -103,20 +101,11 @@ def test_one_loaded_model_shared_between_objects_and_frameworks(embedder, tiny_c
 
 async def test_async_forms_match_and_leave_the_loop_free(embedder, document_texts):
     model = TWNEmbeddings(embedder=embedder, query_budget=never(), document_budget=never())
-    ticks = 0
-    in_flight = True
 
-    async def ticker():
-        nonlocal ticks
-        while in_flight:
-            ticks += 1
-            await asyncio.sleep(0)
+    async def both():
+        return await model.aembed_documents(document_texts), await model.aembed_query("a query")
 
-    task = asyncio.create_task(ticker())
-    documents = await model.aembed_documents(document_texts)
-    query = await model.aembed_query("a query")
-    in_flight = False
-    await task
+    (documents, query), ticks = await with_loop_ticks(both())
     assert ticks > 10
     np.testing.assert_allclose(documents, model.embed_documents(document_texts), atol=1e-5)
     np.testing.assert_allclose(query, model.embed_query("a query"), atol=1e-5)

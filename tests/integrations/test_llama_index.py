@@ -3,7 +3,6 @@ indexes and pipelines, and an embedded Chroma."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 import json
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from budgets_and_ranking import always, never, top_ids
+from integration_helpers import always, never, top_ids, with_loop_ticks
 from llama_index.core import Document, StorageContext, VectorStoreIndex
 from llama_index.core.embeddings import MultiModalEmbedding
 from llama_index.core.indices import MultiModalVectorStoreIndex
@@ -209,21 +208,15 @@ def test_bad_images_raise_errors_that_name_them(embedder, tmp_path, image_files)
 # -- async ------------------------------------------------------------------------------------
 async def test_async_methods_match_sync_and_leave_the_loop_free(embedder, document_texts, image_files):
     model = TWNEmbedding(embedder=embedder, query_budget=never(), document_budget=never(), embed_batch_size=2)
-    ticks = 0
-    in_flight = True
 
-    async def ticker():
-        nonlocal ticks
-        while in_flight:
-            ticks += 1
-            await asyncio.sleep(0)
+    async def all_three():
+        return (
+            await model.aget_text_embedding_batch(document_texts),
+            await model.aget_query_embedding("a query"),
+            await model.aget_image_embedding_batch([str(p) for p in image_files]),
+        )
 
-    task = asyncio.create_task(ticker())
-    texts = await model.aget_text_embedding_batch(document_texts)
-    query = await model.aget_query_embedding("a query")
-    images = await model.aget_image_embedding_batch([str(p) for p in image_files])
-    in_flight = False
-    await task
+    (texts, query, images), ticks = await with_loop_ticks(all_three())
     assert ticks > 10  # the loop kept running while the embeddings were computed in threads
     np.testing.assert_allclose(texts, model.get_text_embedding_batch(document_texts), atol=1e-5)
     np.testing.assert_allclose(query, model.get_query_embedding("a query"), atol=1e-5)
