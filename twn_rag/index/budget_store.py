@@ -1,0 +1,225 @@
+"""The reasoning budgets a Chroma collection keeps in its metadata, read fresh and committed
+under one protocol by every route that writes into the collection (``TWNIndex``, the CLI, and
+the LlamaIndex and LangChain classes bound to it).
+
+Keys (scalars only: a list value crashes Chroma's core, so structured values are JSON text):
+
+- ``twn_budget_<role>``: the role's ``ReasoningBudget`` (limits and ledger) as JSON;
+- ``twn_budget_version``: incremented by every commit;
+- ``twn_budget_commits``: JSON list of the last ``COMMIT_LOG_LENGTH`` commit tokens.
+
+Chroma has no transactions, and ``Collection.modify`` replaces the whole metadata, so a
+commit is a read-modify-write:
+
+1. processes on one machine serialise on a lock file (beside the embedded database, or in the
+   temp folder for a server), so they never lose each other's updates;
+2. writers on other machines sharing a server are caught by verification: each commit adds a
+   fresh token to the log and, after ``settle_s``, reads the metadata back; a token missing
+   from the log means another writer overwrote the commit without seeing it, and the spend is
+   applied again on top of what is stored now. A commit is therefore never lost, and never
+   counted twice (a writer that saw it carries its token forward).
+
+What stays approximate across machines is selection, not accounting: two writers that read
+the same ledger at the same moment may each use the slack left under a ratio cap once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from twn_rag.budget import BudgetLedger, ReasoningBudget
+from twn_rag.config import ROLES
+from twn_rag.index.errors import IndexStoreError
+from twn_rag.index.locking import exclusive_lock
+
+logger = logging.getLogger(__name__)
+
+BUDGET_KEY_PREFIX = "twn_budget_"
+VERSION_KEY = "twn_budget_version"
+COMMITS_KEY = "twn_budget_commits"
+COMMIT_LOG_LENGTH = 64
+LOCK_FILENAME = "twn-budget.lock"
+# A remote writer overwrites within milliseconds of reading; waiting this long before
+# verifying a commit to a server catches it. Embedded databases need no wait (the lock holds).
+SERVER_SETTLE_S = 0.05
+MAX_COMMIT_ATTEMPTS = 20
+
+
+class BudgetCommitError(IndexStoreError):
+    """A budget commit kept being overwritten by other writers and could not be verified."""
+
+
+def budget_key(role: str) -> str:
+    """The collection-metadata key of ``role``'s budget."""
+    return f"{BUDGET_KEY_PREFIX}{role}"
+
+
+def _check_role(role: str) -> None:
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+
+
+def add_spend(ledger: BudgetLedger, before: BudgetLedger, after: BudgetLedger) -> None:
+    """Add to ``ledger`` what was spent between the snapshots ``before`` and ``after``."""
+    ledger.items_seen += after.items_seen - before.items_seen
+    ledger.items_thought += after.items_thought - before.items_thought
+    ledger.thought_tokens += after.thought_tokens - before.thought_tokens
+
+
+def budgets_in(metadata: Mapping[str, Any] | None) -> dict[str, ReasoningBudget]:
+    """The budgets stored in collection ``metadata``, by role (roles without one left out)."""
+    found = {}
+    for role in ROLES:
+        text = (metadata or {}).get(budget_key(role))
+        if text is not None:
+            try:
+                found[role] = ReasoningBudget.from_json(str(text))
+            except (ValueError, TypeError) as exc:
+                raise IndexStoreError(f"the stored {role} budget is damaged ({exc}): {text!r}") from exc
+    return found
+
+
+def _lock_path(collection) -> Path:
+    """Beside an embedded database; for a server, one per collection in the temp folder, so
+    processes on this machine serialise (other machines are caught by verification)."""
+    settings = collection._client.get_settings()
+    if getattr(settings, "is_persistent", False) and settings.persist_directory:
+        return Path(settings.persist_directory) / LOCK_FILENAME
+    where = f"{settings.chroma_server_host}:{settings.chroma_server_http_port}/{collection.id}"
+    digest = hashlib.sha256(where.encode()).hexdigest()[:24]
+    return Path(tempfile.gettempdir()) / "twn-rag-locks" / f"{digest}.lock"
+
+
+def _is_server(collection) -> bool:
+    settings = collection._client.get_settings()
+    return not (getattr(settings, "is_persistent", False) and settings.persist_directory)
+
+
+class CollectionBudgets:
+    """Read and commit the per-role reasoning budgets of one Chroma ``collection``.
+
+    Every read goes to the store (never a cached copy), so a new process, or another route
+    into the same collection, continues the same ledger. ``settle_s`` (default: 0 embedded,
+    ``SERVER_SETTLE_S`` for a server) is how long a commit waits before verifying itself;
+    ``lock_path`` replaces the lock file that serialises writers on this machine.
+    """
+
+    def __init__(self, collection, *, settle_s: float | None = None, lock_path: str | Path | None = None):
+        self._collection = collection
+        # ``lock_path`` exists for tests that play writers on different machines.
+        self._lock = Path(lock_path) if lock_path is not None else _lock_path(collection)
+        self._settle_s = (SERVER_SETTLE_S if _is_server(collection) else 0.0) if settle_s is None else settle_s
+
+    @property
+    def collection(self):
+        return self._collection
+
+    def metadata(self) -> dict[str, Any]:
+        """The collection's metadata as stored now."""
+        # chromadb caches metadata on the Collection handle and has no public refresh; its
+        # client API's get_collection reads the stored record.
+        fresh = self._collection._client.get_collection(
+            name=self._collection.name, tenant=self._collection.tenant, database=self._collection.database
+        )
+        return dict(fresh.metadata or {})
+
+    def has_budgets(self) -> bool:
+        """Whether every role has a stored budget."""
+        return set(budgets_in(self.metadata())) == set(ROLES)
+
+    def read(self, role: str) -> ReasoningBudget:
+        """``role``'s stored budget (limits and ledger) as of now. ``IndexStoreError`` when the
+        collection has none (bind it first with ``ensure``)."""
+        _check_role(role)
+        stored = budgets_in(self.metadata())
+        if role not in stored:
+            raise IndexStoreError(
+                f"collection {self._collection.name!r} has no stored {role} budget; "
+                "create it through twn-rag (TWNIndex, or an embedding bound with for_chroma_collection)"
+            )
+        return stored[role]
+
+    def ensure(self, defaults: Mapping[str, ReasoningBudget]) -> dict[str, ReasoningBudget]:
+        """Store ``defaults`` for the roles that have no budget yet; returns all stored budgets."""
+        missing = [role for role in ROLES if role in defaults]
+
+        def fill(budgets: dict[str, ReasoningBudget]) -> None:
+            for role in missing:
+                budgets.setdefault(role, dataclasses.replace(defaults[role]))
+
+        return self._commit(fill)
+
+    def set_limits(self, role: str, budget: ReasoningBudget) -> ReasoningBudget:
+        """Replace ``role``'s limits with ``budget``'s; the stored ledger (what was spent) is kept."""
+        _check_role(role)
+
+        def replace(budgets: dict[str, ReasoningBudget]) -> None:
+            kept = budgets[role].ledger if role in budgets else BudgetLedger()
+            budgets[role] = dataclasses.replace(budget, ledger=dataclasses.replace(kept))
+
+        return self._commit(replace)[role]
+
+    def commit(self, role: str, before: BudgetLedger, after: BudgetLedger) -> ReasoningBudget:
+        """Add what was spent between the ledger snapshots ``before`` and ``after`` to the
+        stored ledger (merged with what other writers recorded meanwhile); returns the stored budget."""
+        _check_role(role)
+        if before == after:
+            return self.read(role)
+
+        def spend(budgets: dict[str, ReasoningBudget]) -> None:
+            if role not in budgets:
+                raise IndexStoreError(f"collection {self._collection.name!r} lost its stored {role} budget")
+            add_spend(budgets[role].ledger, before, after)
+
+        return self._commit(spend)[role]
+
+    @contextmanager
+    def spending(self, role: str) -> Iterator[ReasoningBudget]:
+        """A fresh copy of ``role``'s stored budget to select with; what its ledger gained in
+        the block is committed when the block ends (also when it raises: spent is spent)."""
+        budget = self.read(role)
+        before = dataclasses.replace(budget.ledger)
+        try:
+            yield budget
+        finally:
+            self.commit(role, before, budget.ledger)
+
+    def _commit(self, mutate: Callable[[dict[str, ReasoningBudget]], None]) -> dict[str, ReasoningBudget]:
+        """Apply ``mutate`` to the stored budgets and write them back, verified (module docstring)."""
+        with exclusive_lock(self._lock):
+            for attempt in range(1, MAX_COMMIT_ATTEMPTS + 1):
+                metadata = self.metadata()
+                budgets = budgets_in(metadata)
+                mutate(budgets)
+                token = uuid.uuid4().hex
+                commits = [*json.loads(str(metadata.get(COMMITS_KEY, "[]"))), token][-COMMIT_LOG_LENGTH:]
+                updated = {
+                    **metadata,
+                    **{budget_key(role): budget.to_json() for role, budget in budgets.items()},
+                    VERSION_KEY: int(metadata.get(VERSION_KEY, 0)) + 1,
+                    COMMITS_KEY: json.dumps(commits),
+                }
+                self._collection.modify(metadata=updated)
+                if self._settle_s:
+                    time.sleep(self._settle_s)
+                if token in json.loads(str(self.metadata().get(COMMITS_KEY, "[]"))):
+                    return budgets
+                logger.info(
+                    "budget commit to %r overwritten by another writer (attempt %d); reapplying",
+                    self._collection.name,
+                    attempt,
+                )
+        raise BudgetCommitError(
+            f"could not commit the budget of collection {self._collection.name!r}: "
+            f"{MAX_COMMIT_ATTEMPTS} attempts were overwritten by other writers"
+        )
