@@ -50,7 +50,7 @@ def _new_collection(client, name: str = "budgets"):
     collection = client.create_collection(name, metadata={"owner": "someone"}, embedding_function=None)
     store = CollectionBudgets(collection)
     store.ensure({"document": ReasoningBudget(max_think_ratio=0.25), "query": ReasoningBudget(mode="never")})
-    return collection, store
+    return store
 
 
 def _run_writers(where: str, name: str, locks: list[str]) -> None:
@@ -61,7 +61,7 @@ def _run_writers(where: str, name: str, locks: list[str]) -> None:
 
 
 def test_ensure_read_commit_and_a_fresh_handle_continue_one_ledger(tmp_path):
-    collection, store = _new_collection(_client(tmp_path / "db"))
+    store = _new_collection(_client(tmp_path / "db"))
     assert store.read("document").max_think_ratio == 0.25 and store.read("query").mode == "never"
     store.commit("document", BudgetLedger(), BudgetLedger(items_seen=4, items_thought=1, thought_tokens=7))
     with store.spending("document") as budget:
@@ -85,7 +85,7 @@ def test_a_collection_without_budgets_is_a_clear_error(tmp_path):
 
 
 def test_spend_inside_a_failing_block_is_still_committed(tmp_path):
-    _, store = _new_collection(_client(tmp_path / "db"))
+    store = _new_collection(_client(tmp_path / "db"))
     with pytest.raises(RuntimeError), store.spending("query") as budget:
         budget.select([0.5])
         raise RuntimeError("the embedding failed after selecting")
@@ -93,7 +93,7 @@ def test_spend_inside_a_failing_block_is_still_committed(tmp_path):
 
 
 def test_processes_on_one_machine_lose_no_commit(tmp_path):
-    _, store = _new_collection(_client(tmp_path / "db"))
+    store = _new_collection(_client(tmp_path / "db"))
     _run_writers(str(tmp_path / "db"), "budgets", ["-", "-", "-"])
     total = 3 * COMMITS_PER_WRITER
     assert store.read("document").ledger == BudgetLedger(total, total, 3 * total)
@@ -106,7 +106,7 @@ def test_writers_on_different_machines_sharing_a_server_lose_no_commit(tmp_path)
 
     with running_chroma_server(tmp_path / "server") as url:
         host, port = url.removeprefix("http://").split(":")
-        collection, store = _new_collection(chromadb.HttpClient(host=host, port=int(port)))
+        store = _new_collection(chromadb.HttpClient(host=host, port=int(port)))
         _run_writers(url, "budgets", [str(tmp_path / f"machine-{n}.lock") for n in range(3)])
         total = 3 * COMMITS_PER_WRITER
         assert store.read("document").ledger == BudgetLedger(total, total, 3 * total)
