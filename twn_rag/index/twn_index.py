@@ -40,6 +40,7 @@ from twn_rag.config import ROLES
 from twn_rag.embedder import DEFAULT_BATCH_SIZE, EmbeddingResult, TWNEmbedder
 from twn_rag.index.client import CHROMA_SUBDIR, COSINE_CONFIGURATION, connect
 from twn_rag.index.errors import IndexMismatchError, IndexNotFoundError
+from twn_rag.index.fingerprint import ModelFingerprint
 from twn_rag.index.locking import exclusive_lock
 from twn_rag.index.manifest import IndexManifest, canonical_model_id
 from twn_rag.index.records import (
@@ -197,14 +198,16 @@ class TWNIndex:
         loader_settings: LoaderSettings | None,
     ) -> TWNIndex:
         """A new index for ``embedder``; roles without a budget get the checkpoint's."""
+        identity = ModelFingerprint.of(embedder)
         manifest = IndexManifest.for_embedder(
             embedder,
             {role: budget or embedder.default_budget() for role, budget in budgets.items()},
             loader_settings or cls.default_loader_settings(embedder),
+            identity,
         )
         index = cls(client, cls._create_collection(client, name, manifest), index_dir, location, embedder)
         logger.info("created index %s for model %s", index._where, embedder.model_id)
-        index._verify(embedder, loader_settings)  # another process may have created it first
+        index._verify(embedder, loader_settings, identity)  # another process may have created it first
         return index
 
     @staticmethod
@@ -239,12 +242,31 @@ class TWNIndex:
                 index.set_budget(role, budget)
         return index
 
-    def _verify(self, embedder: TWNEmbedder | None, loader_settings: LoaderSettings | None) -> None:
+    def _verify(
+        self,
+        embedder: TWNEmbedder | None,
+        loader_settings: LoaderSettings | None,
+        identity: ModelFingerprint | None = None,
+    ) -> None:
         """Refuse a model or loader settings other than the index's (those given)."""
         if embedder is not None:
-            self.manifest.check_model(embedder, self._where)
+            self._accept_model(embedder, identity)
         if loader_settings is not None:
             self.manifest.check_loader(loader_settings, self._where)
+
+    def _accept_model(self, embedder: TWNEmbedder, identity: ModelFingerprint | None = None) -> None:
+        """Refuse ``embedder`` unless it made the index's vectors (``identity``: its fingerprint,
+        when already computed). A format-1 index, checked by its legacy digest, gets the
+        per-component fingerprint recorded, so that later refusals can say what differs."""
+        if not self.manifest.identity.is_legacy:
+            self.manifest.check_model(embedder, self._where, identity)
+            return
+        with exclusive_lock(self.index_dir / LOCK_FILENAME):
+            manifest = self._read_manifest()  # another process may have recorded it meanwhile
+            manifest.check_model(embedder, self._where, identity)
+            if manifest.identity.is_legacy:
+                self._write_manifest(manifest.with_identity(identity or ModelFingerprint.of(embedder)))
+                logger.info("index %s: recorded the per-component fingerprint of its model", self._where)
 
     @staticmethod
     def default_loader_settings(embedder: TWNEmbedder) -> LoaderSettings:
@@ -269,7 +291,7 @@ class TWNIndex:
         """The index's embedder, loaded from its stored model id on first use."""
         if self._embedder is None:
             embedder = _load_embedder(self.manifest.model_id)
-            self.manifest.check_model(embedder, self._where)
+            self._accept_model(embedder)
             self._embedder = embedder
         return self._embedder
 
