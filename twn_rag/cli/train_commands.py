@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, get_type_hints
 
 import typer
 
 from twn_rag.cli.app import app
+
+if TYPE_CHECKING:
+    from twn_rag.training.loop import TrainingArguments
 
 train_app = typer.Typer(
     help="Train TWN adapters on your data (JSONL, see README): sft, then gate, then rl.",
@@ -15,65 +23,117 @@ train_app = typer.Typer(
 )
 app.add_typer(train_app, name="train")
 
-Data = Annotated[Path, typer.Option("--data", help="Training JSONL file.", exists=True, dir_okay=False)]
-Base = Annotated[str, typer.Option("--base", help="A TWN checkpoint, or (sft only) a Qwen-VL backbone.")]
-Out = Annotated[Path, typer.Option("--out", help="Output folder: checkpoint, checkpoints, loss log.")]
 BaseModel = Annotated[
     str | None, typer.Option("--base-model", help="Local backbone replacing the one the checkpoint names.")
 ]
-Steps = Annotated[int | None, typer.Option("--steps", help="Optimizer steps (default: --epochs over the data).")]
-Epochs = Annotated[float | None, typer.Option("--epochs", help="Passes over the data when --steps is not given.")]
-BatchSize = Annotated[int | None, typer.Option("--batch-size", help="Examples per micro-step.")]
-GradAccum = Annotated[int, typer.Option("--grad-accum", help="Micro-steps per optimizer step.")]
-LearningRate = Annotated[float | None, typer.Option("--lr", help="AdamW learning rate.")]
-Warmup = Annotated[int, typer.Option("--warmup-steps", help="Linear warm-up steps.")]
-SaveEvery = Annotated[int, typer.Option("--save-every", help="Checkpoint every N steps (0: only at the end).")]
-Resume = Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from the newest checkpoint in --out.")]
-GradCkpt = Annotated[bool, typer.Option("--gradient-checkpointing", help="Recompute activations to save memory.")]
 Device = Annotated[str, typer.Option("--device", help="auto, cuda, mps or cpu.")]
-Dtype = Annotated[str, typer.Option("--dtype", help="auto (bf16 autocast on CUDA, else fp32), bf16 or fp32.")]
-Seed = Annotated[int, typer.Option("--seed")]
-LogFormat = Annotated[str, typer.Option("--log-format", help="Loss log format: jsonl or csv.")]
 Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")]
 
 
-def _common(**options) -> dict:
-    """Keyword arguments for ``TrainingArguments``; options left at None keep the stage default."""
-    names = {"out": "output_dir", "steps": "max_steps", "lr": "learning_rate", "progress": "show_progress"}
-    return {names.get(k, k): v for k, v in options.items() if v is not None}
+@dataclass
+class TrainOptions:
+    """The options every ``twn-rag train`` stage takes, declared once: ``train_command`` adds
+    each field to a stage's command line. Fields left at None keep the stage's default."""
+
+    data: Annotated[Path, typer.Option("--data", help="Training JSONL file.", exists=True, dir_okay=False)]
+    base: Annotated[str, typer.Option("--base", help="A TWN checkpoint, or (sft only) a Qwen-VL backbone.")]
+    out: Annotated[Path, typer.Option("--out", help="Output folder: checkpoint, checkpoints, loss log.")]
+    base_model: BaseModel = None
+    steps: Annotated[
+        int | None,
+        typer.Option("--steps", help="Optimizer steps (default: --epochs over the data)."),
+    ] = None
+    epochs: Annotated[
+        float | None,
+        typer.Option("--epochs", help="Passes over the data when --steps is not given."),
+    ] = None
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Examples per micro-step.")] = None
+    grad_accum: Annotated[int, typer.Option("--grad-accum", help="Micro-steps per optimizer step.")] = 1
+    lr: Annotated[float | None, typer.Option("--lr", help="AdamW learning rate.")] = None
+    warmup_steps: Annotated[int, typer.Option("--warmup-steps", help="Linear warm-up steps.")] = 0
+    save_every: Annotated[int, typer.Option("--save-every", help="Checkpoint every N steps (0: only at the end).")] = 0
+    resume: Annotated[
+        bool,
+        typer.Option("--resume/--no-resume", help="Continue from the newest checkpoint in --out."),
+    ] = True
+    gradient_checkpointing: Annotated[
+        bool,
+        typer.Option("--gradient-checkpointing", help="Recompute activations to save memory."),
+    ] = False
+    device: Device = "auto"
+    dtype: Annotated[
+        str,
+        typer.Option("--dtype", help="auto (bf16 autocast on CUDA, else fp32), bf16 or fp32."),
+    ] = "auto"
+    seed: Annotated[int, typer.Option("--seed")] = 0
+    log_format: Annotated[str, typer.Option("--log-format", help="Loss log format: jsonl or csv.")] = "jsonl"
+    progress: Progress = True
+
+    def arguments(self, stage_arguments: type[TrainingArguments], **stage_options: Any) -> TrainingArguments:
+        """``stage_arguments`` (a ``TrainingArguments`` class) built from these options and the
+        stage's own."""
+        shared = {
+            _ARGUMENT_NAMES.get(name, name): value
+            for name, value in dataclasses.asdict(self).items()
+            if name not in _NOT_ARGUMENTS and value is not None
+        }
+        return stage_arguments(**shared, **stage_options)
+
+    def run(self, train: Callable[..., Path], args: TrainingArguments, **extra: Any) -> None:
+        """Run a training stage; a data or argument error exits with status 2 and its message."""
+        from twn_rag.training.data import DataFormatError
+
+        try:
+            output = train(self.data, self.base, args, base_model=self.base_model, **extra)
+        except (DataFormatError, ValueError, FileNotFoundError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
+        typer.echo(f"saved {output}")
 
 
-def _run(train, data: Path, base: str, args, base_model: str | None, **extra) -> None:
-    from twn_rag.training.data import DataFormatError
-
-    try:
-        output = train(data, base, args, base_model=base_model, **extra)
-    except (DataFormatError, ValueError, FileNotFoundError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    typer.echo(f"saved {output}")
+# Options that are no TrainingArguments field, and those whose field has another name.
+_NOT_ARGUMENTS = frozenset({"data", "base", "base_model"})
+_ARGUMENT_NAMES = {"out": "output_dir", "steps": "max_steps", "lr": "learning_rate", "progress": "show_progress"}
 
 
-@train_app.command("sft")
+def _keyword(name: str, annotation: Any, default: Any = inspect.Parameter.empty) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
+
+
+def _default(field: dataclasses.Field) -> Any:
+    return inspect.Parameter.empty if field.default is dataclasses.MISSING else field.default
+
+
+def train_command(name: str, *, without: Iterable[str] = ()) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Register ``twn-rag train <name>`` for a function ``(options: TrainOptions, **own)``: its
+    command line is every ``TrainOptions`` field (but those ``without``, which keep their
+    default), then its own parameters, all listed by ``--help``."""
+    hints = get_type_hints(TrainOptions, include_extras=True)
+    excluded = set(without)
+    shared = [field for field in dataclasses.fields(TrainOptions) if field.name not in excluded]
+    shared_parameters = [_keyword(field.name, hints[field.name], _default(field)) for field in shared]
+
+    def register(command: Callable[..., None]) -> Callable[..., None]:
+        _, *own = inspect.signature(command, eval_str=True).parameters.values()
+
+        @functools.wraps(command)
+        def run(**values: Any) -> None:
+            options = TrainOptions(**{field.name: values.pop(field.name) for field in shared})
+            command(options, **values)
+
+        parameters = shared_parameters + [_keyword(p.name, p.annotation, p.default) for p in own]
+        # typer builds the command line from the signature and the annotations.
+        run.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        run.__annotations__ = {parameter.name: parameter.annotation for parameter in parameters}
+        train_app.command(name)(run)
+        return command
+
+    return register
+
+
+@train_command("sft")
 def train_sft_command(
-    data: Data,
-    base: Base,
-    out: Out,
-    base_model: BaseModel = None,
-    steps: Steps = None,
-    epochs: Epochs = None,
-    batch_size: BatchSize = None,
-    grad_accum: GradAccum = 1,
-    lr: LearningRate = None,
-    warmup_steps: Warmup = 0,
-    save_every: SaveEvery = 0,
-    resume: Resume = True,
-    gradient_checkpointing: GradCkpt = False,
-    device: Device = "auto",
-    dtype: Dtype = "auto",
-    seed: Seed = 0,
-    log_format: LogFormat = "jsonl",
-    progress: Progress = True,
+    options: TrainOptions,
     temperature: Annotated[float, typer.Option(help="InfoNCE temperature.")] = 0.05,
     reasoning_weight: Annotated[float, typer.Option(help="Weight of the thought next-token loss.")] = 1.0,
     embedding_weight: Annotated[float, typer.Option(help="Weight of the InfoNCE loss.")] = 1.0,
@@ -89,51 +149,17 @@ def train_sft_command(
     """
     from twn_rag.training.sft import SFTArguments, train_sft
 
-    args = SFTArguments(
-        **_common(
-            out=out,
-            steps=steps,
-            epochs=epochs,
-            batch_size=batch_size,
-            grad_accum=grad_accum,
-            lr=lr,
-            warmup_steps=warmup_steps,
-            save_every=save_every,
-            resume=resume,
-            gradient_checkpointing=gradient_checkpointing,
-            device=device,
-            dtype=dtype,
-            seed=seed,
-            log_format=log_format,
-            progress=progress,
-        ),
-        temperature=temperature,
-        reasoning_weight=reasoning_weight,
-        embedding_weight=embedding_weight,
+    args = options.arguments(
+        SFTArguments, temperature=temperature, reasoning_weight=reasoning_weight, embedding_weight=embedding_weight
     )
     create = dict(num_queries=num_queries, lora_rank=lora_rank, lora_alpha=lora_alpha, gate_hidden=gate_hidden)
-    _run(train_sft, data, base, args, base_model, **create)
+    options.run(train_sft, args, **create)
 
 
-@train_app.command("gate")
+# The gate trains on frozen features: no backbone activations to recompute.
+@train_command("gate", without=["gradient_checkpointing"])
 def train_gate_command(
-    data: Data,
-    base: Base,
-    out: Out,
-    base_model: BaseModel = None,
-    steps: Steps = None,
-    epochs: Epochs = None,
-    batch_size: BatchSize = None,
-    grad_accum: GradAccum = 1,
-    lr: LearningRate = None,
-    warmup_steps: Warmup = 0,
-    save_every: SaveEvery = 0,
-    resume: Resume = True,
-    device: Device = "auto",
-    dtype: Dtype = "auto",
-    seed: Seed = 0,
-    log_format: LogFormat = "jsonl",
-    progress: Progress = True,
+    options: TrainOptions,
     delta: Annotated[float, typer.Option(help="Label 1 where thinking improves the margin by more.")] = 0.0,
     holdout: Annotated[float, typer.Option(help="Held-out fraction for the reported metrics.")] = 0.2,
     target_think_rate: Annotated[float | None, typer.Option(help="Calibrate the threshold to this think-rate.")] = None,
@@ -147,52 +173,20 @@ def train_gate_command(
     """
     from twn_rag.training.gate import GateArguments, train_gate
 
-    args = GateArguments(
-        **_common(
-            out=out,
-            steps=steps,
-            epochs=epochs,
-            batch_size=batch_size,
-            grad_accum=grad_accum,
-            lr=lr,
-            warmup_steps=warmup_steps,
-            save_every=save_every,
-            resume=resume,
-            device=device,
-            dtype=dtype,
-            seed=seed,
-            log_format=log_format,
-            progress=progress,
-        ),
+    args = options.arguments(
+        GateArguments,
         delta=delta,
         holdout_fraction=holdout,
         target_think_rate=target_think_rate,
         max_thought_tokens=max_thought_tokens,
         embed_batch_size=embed_batch_size,
     )
-    _run(train_gate, data, base, args, base_model)
+    options.run(train_gate, args)
 
 
-@train_app.command("rl")
+@train_command("rl")
 def train_rl_command(
-    data: Data,
-    base: Base,
-    out: Out,
-    base_model: BaseModel = None,
-    steps: Steps = None,
-    epochs: Epochs = None,
-    batch_size: BatchSize = None,
-    grad_accum: GradAccum = 1,
-    lr: LearningRate = None,
-    warmup_steps: Warmup = 0,
-    save_every: SaveEvery = 0,
-    resume: Resume = True,
-    gradient_checkpointing: GradCkpt = False,
-    device: Device = "auto",
-    dtype: Dtype = "auto",
-    seed: Seed = 0,
-    log_format: LogFormat = "jsonl",
-    progress: Progress = True,
+    options: TrainOptions,
     group_size: Annotated[int, typer.Option(help="Sampled thoughts per query.")] = 4,
     max_thought_tokens: Annotated[int | None, typer.Option(help="Thought length cap.")] = None,
     sampling_temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
@@ -209,24 +203,8 @@ def train_rl_command(
     """
     from twn_rag.training.rl import RLArguments, train_rl
 
-    args = RLArguments(
-        **_common(
-            out=out,
-            steps=steps,
-            epochs=epochs,
-            batch_size=batch_size,
-            grad_accum=grad_accum,
-            lr=lr,
-            warmup_steps=warmup_steps,
-            save_every=save_every,
-            resume=resume,
-            gradient_checkpointing=gradient_checkpointing,
-            device=device,
-            dtype=dtype,
-            seed=seed,
-            log_format=log_format,
-            progress=progress,
-        ),
+    args = options.arguments(
+        RLArguments,
         group_size=group_size,
         max_thought_tokens=max_thought_tokens,
         sampling_temperature=sampling_temperature,
@@ -236,7 +214,7 @@ def train_rl_command(
         kl_coef=kl_coef,
         updates_per_batch=updates_per_batch,
     )
-    _run(train_rl, data, base, args, base_model)
+    options.run(train_rl, args)
 
 
 @app.command("eval")

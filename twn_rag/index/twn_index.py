@@ -40,6 +40,7 @@ from twn_rag.config import ROLES
 from twn_rag.embedder import DEFAULT_BATCH_SIZE, EmbeddingResult, TWNEmbedder
 from twn_rag.index.client import CHROMA_SUBDIR, COSINE_CONFIGURATION, connect
 from twn_rag.index.errors import IndexMismatchError, IndexNotFoundError
+from twn_rag.index.fingerprint import ModelFingerprint
 from twn_rag.index.locking import exclusive_lock
 from twn_rag.index.manifest import IndexManifest, canonical_model_id
 from twn_rag.index.records import (
@@ -74,6 +75,15 @@ def _load_embedder(model: TWNEmbedder | str | Path) -> TWNEmbedder:
     if isinstance(model, TWNEmbedder):
         return model
     return TWNEmbedder.from_pretrained(canonical_model_id(str(model)))
+
+
+def _describe(location: str, collection: str) -> str:
+    """How messages name an index."""
+    return f"{location} (collection {collection!r})"
+
+
+def _not_found(where: str) -> IndexNotFoundError:
+    return IndexNotFoundError(f"no twn-rag index at {where}; index documents into it first (with a model)")
 
 
 @dataclass
@@ -133,6 +143,22 @@ class TWNIndex:
         checkpoint's); given for an existing index they replace its limits and keep its ledger.
         ``loader_settings`` default to the model's image cap and video sampling.
         """
+        may_create = model is not None or default_model is not None
+        client, index_dir, location = cls._connect(index_dir, collection, chroma_url, may_create)
+        existing = cls._find_collection(client, collection, _describe(location, collection))
+        if existing is None and not may_create:
+            raise _not_found(_describe(location, collection))
+        embedder = _load_embedder(model) if model is not None else None
+        budgets = {"document": document_budget, "query": query_budget}
+        if existing is not None:
+            return cls._attach(client, existing, index_dir, location, embedder, budgets, loader_settings)
+        embedder = embedder or _load_embedder(default_model)  # type: ignore[arg-type]
+        return cls._create(client, collection, index_dir, location, embedder, budgets, loader_settings)
+
+    @staticmethod
+    def _connect(index_dir: str | Path, collection: str, chroma_url: str | None, may_create: bool):
+        """``(client, index_dir, location)`` for the index, after checking the collection name.
+        Nothing is created on disk for an index that does not exist and may not be created."""
         if not COLLECTION_NAME.fullmatch(collection):
             raise ValueError(
                 f"collection name {collection!r} is not valid for Chroma: use 3-512 characters of "
@@ -140,40 +166,48 @@ class TWNIndex:
             )
         index_dir = Path(index_dir).expanduser().resolve()
         location = chroma_url or str(index_dir / CHROMA_SUBDIR)
-        where = f"{location} (collection {collection!r})"
-        if chroma_url is None and model is None and default_model is None and not (index_dir / CHROMA_SUBDIR).is_dir():
-            raise IndexNotFoundError(f"no twn-rag index at {where}; index documents into it first (with a model)")
+        if chroma_url is None and not may_create and not (index_dir / CHROMA_SUBDIR).is_dir():
+            raise _not_found(_describe(location, collection))
         index_dir.mkdir(parents=True, exist_ok=True)
-        client = connect(index_dir, chroma_url)
-        existing = cls._find_collection(client, collection)
-        manifest = IndexManifest.from_metadata(existing.metadata) if existing is not None else None
-        if existing is not None and manifest is None and existing.count() > 0:
+        return connect(index_dir, chroma_url), index_dir, location
+
+    @staticmethod
+    def _find_collection(client, name: str, where: str):
+        """The collection holding a twn-rag index, or ``None`` when there is none (an empty
+        collection without our metadata counts as none: it is taken over on creation)."""
+        if name not in {c if isinstance(c, str) else c.name for c in client.list_collections()}:
+            return None
+        handle = client.get_collection(name, embedding_function=None)
+        if IndexManifest.from_metadata(handle.metadata) is not None:
+            return handle
+        if handle.count() > 0:
             raise IndexMismatchError(
                 f"collection at {where} holds records not written by twn-rag; use another --collection"
             )
-        embedder = _load_embedder(model) if model is not None else None
-        if manifest is None:
-            if embedder is None and default_model is None:
-                raise IndexNotFoundError(f"no twn-rag index at {where}; index documents into it first (with a model)")
-            embedder = embedder or _load_embedder(default_model)  # type: ignore[arg-type]
-            budgets = {
-                "document": document_budget or embedder.default_budget(),
-                "query": query_budget or embedder.default_budget(),
-            }
-            loader = loader_settings or cls.default_loader_settings(embedder)
-            handle = cls._create_collection(client, collection, IndexManifest.for_embedder(embedder, budgets, loader))
-            logger.info("created index %s for model %s", where, embedder.model_id)
-        else:
-            handle = existing
-        index = cls(client, handle, index_dir, location, embedder)
-        if embedder is not None:  # another process may have created it first: check again
-            index.manifest.check_model(embedder, where)
-        if loader_settings is not None:
-            index.manifest.check_loader(loader_settings, where)
-        if manifest is not None:
-            for role, budget in (("document", document_budget), ("query", query_budget)):
-                if budget is not None:
-                    index.set_budget(role, budget)
+        return None
+
+    @classmethod
+    def _create(
+        cls,
+        client,
+        name: str,
+        index_dir: Path,
+        location: str,
+        embedder: TWNEmbedder,
+        budgets: dict[str, ReasoningBudget | None],
+        loader_settings: LoaderSettings | None,
+    ) -> TWNIndex:
+        """A new index for ``embedder``; roles without a budget get the checkpoint's."""
+        identity = ModelFingerprint.of(embedder)
+        manifest = IndexManifest.for_embedder(
+            embedder,
+            {role: budget or embedder.default_budget() for role, budget in budgets.items()},
+            loader_settings or cls.default_loader_settings(embedder),
+            identity,
+        )
+        index = cls(client, cls._create_collection(client, name, manifest), index_dir, location, embedder)
+        logger.info("created index %s for model %s", index._where, embedder.model_id)
+        index._verify(embedder, loader_settings, identity)  # another process may have created it first
         return index
 
     @staticmethod
@@ -188,11 +222,51 @@ class TWNIndex:
             handle = client.get_collection(name, embedding_function=None)
         return handle
 
-    @staticmethod
-    def _find_collection(client, name: str):
-        if name not in {c if isinstance(c, str) else c.name for c in client.list_collections()}:
-            return None
-        return client.get_collection(name, embedding_function=None)
+    @classmethod
+    def _attach(
+        cls,
+        client,
+        handle,
+        index_dir: Path,
+        location: str,
+        embedder: TWNEmbedder | None,
+        budgets: dict[str, ReasoningBudget | None],
+        loader_settings: LoaderSettings | None,
+    ) -> TWNIndex:
+        """The existing index in ``handle``, checked against ``embedder`` and ``loader_settings``
+        when given; the budgets given replace its limits (keeping its ledger)."""
+        index = cls(client, handle, index_dir, location, embedder)
+        index._verify(embedder, loader_settings)
+        for role, budget in budgets.items():
+            if budget is not None:
+                index.set_budget(role, budget)
+        return index
+
+    def _verify(
+        self,
+        embedder: TWNEmbedder | None,
+        loader_settings: LoaderSettings | None,
+        identity: ModelFingerprint | None = None,
+    ) -> None:
+        """Refuse a model or loader settings other than the index's (those given)."""
+        if embedder is not None:
+            self._accept_model(embedder, identity)
+        if loader_settings is not None:
+            self.manifest.check_loader(loader_settings, self._where)
+
+    def _accept_model(self, embedder: TWNEmbedder, identity: ModelFingerprint | None = None) -> None:
+        """Refuse ``embedder`` unless it made the index's vectors (``identity``: its fingerprint,
+        when already computed). A format-1 index, checked by its legacy digest, gets the
+        per-component fingerprint recorded, so that later refusals can say what differs."""
+        if not self.manifest.identity.is_legacy:
+            self.manifest.check_model(embedder, self._where, identity)
+            return
+        with exclusive_lock(self.index_dir / LOCK_FILENAME):
+            manifest = self._read_manifest()  # another process may have recorded it meanwhile
+            manifest.check_model(embedder, self._where, identity)
+            if manifest.identity.is_legacy:
+                self._write_manifest(manifest.with_identity(identity or ModelFingerprint.of(embedder)))
+                logger.info("index %s: recorded the per-component fingerprint of its model", self._where)
 
     @staticmethod
     def default_loader_settings(embedder: TWNEmbedder) -> LoaderSettings:
@@ -205,6 +279,10 @@ class TWNIndex:
         return self._collection.name
 
     @property
+    def _where(self) -> str:
+        return _describe(self.location, self.name)
+
+    @property
     def images_dir(self) -> Path:
         return self.index_dir / IMAGES_SUBDIR
 
@@ -212,8 +290,9 @@ class TWNIndex:
     def embedder(self) -> TWNEmbedder:
         """The index's embedder, loaded from its stored model id on first use."""
         if self._embedder is None:
-            self._embedder = _load_embedder(self.manifest.model_id)
-            self.manifest.check_model(self._embedder, self.location)
+            embedder = _load_embedder(self.manifest.model_id)
+            self._accept_model(embedder)
+            self._embedder = embedder
         return self._embedder
 
     def count(self) -> int:
