@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from twn_rag.budget import BudgetLedger, ReasoningBudget
 from twn_rag.config import ROLES
 from twn_rag.embedder import DEFAULT_BATCH_SIZE, EmbeddingResult, TWNEmbedder
-from twn_rag.index.client import CHROMA_SUBDIR, COSINE_CONFIGURATION, connect
+from twn_rag.index.client import CHROMA_SUBDIR, COSINE_CONFIGURATION, connect, describe_client
 from twn_rag.index.errors import IndexMismatchError, IndexNotFoundError
 from twn_rag.index.fingerprint import ModelFingerprint
 from twn_rag.index.locking import exclusive_lock
@@ -132,9 +132,12 @@ class TWNIndex:
         document_budget: ReasoningBudget | None = None,
         query_budget: ReasoningBudget | None = None,
         loader_settings: LoaderSettings | None = None,
+        client=None,
     ) -> TWNIndex:
         """Open the index in ``index_dir`` (Chroma embedded there, or the server at
-        ``chroma_url``), creating it when absent.
+        ``chroma_url``, or the chromadb ``client`` given, e.g. one a LangChain or LlamaIndex
+        store already uses in this process), creating it when absent. Page and frame images
+        live under ``index_dir`` in every case.
 
         ``model`` (an embedder, a checkpoint path or a hub id) must match the index's model and
         dimension (``IndexMismatchError`` otherwise); when ``None`` the index's own model is
@@ -144,7 +147,7 @@ class TWNIndex:
         ``loader_settings`` default to the model's image cap and video sampling.
         """
         may_create = model is not None or default_model is not None
-        client, index_dir, location = cls._connect(index_dir, collection, chroma_url, may_create)
+        client, index_dir, location = cls._connect(index_dir, collection, chroma_url, may_create, client)
         existing = cls._find_collection(client, collection, _describe(location, collection))
         if existing is None and not may_create:
             raise _not_found(_describe(location, collection))
@@ -156,15 +159,20 @@ class TWNIndex:
         return cls._create(client, collection, index_dir, location, embedder, budgets, loader_settings)
 
     @staticmethod
-    def _connect(index_dir: str | Path, collection: str, chroma_url: str | None, may_create: bool):
+    def _connect(index_dir: str | Path, collection: str, chroma_url: str | None, may_create: bool, client=None):
         """``(client, index_dir, location)`` for the index, after checking the collection name.
         Nothing is created on disk for an index that does not exist and may not be created."""
+        if client is not None and chroma_url is not None:
+            raise ValueError("give a Chroma client or a chroma_url, not both")
         if not COLLECTION_NAME.fullmatch(collection):
             raise ValueError(
                 f"collection name {collection!r} is not valid for Chroma: use 3-512 characters of "
                 "a-z, A-Z, 0-9, '.', '_', '-', starting and ending with a letter or digit"
             )
         index_dir = Path(index_dir).expanduser().resolve()
+        if client is not None:
+            index_dir.mkdir(parents=True, exist_ok=True)
+            return client, index_dir, describe_client(client)
         location = chroma_url or str(index_dir / CHROMA_SUBDIR)
         if chroma_url is None and not may_create and not (index_dir / CHROMA_SUBDIR).is_dir():
             raise _not_found(_describe(location, collection))
