@@ -94,10 +94,13 @@ def test_adaptive_thinks_where_the_gate_says_so(embedder, mixed_inputs):
 
 def test_thought_cache_prevents_thinking_twice(embedder, calls):
     embedder.thought_cache.clear()
+    before = embedder.thought_cache.stats
     budget = ReasoningBudget(mode="always", max_thought_tokens=5)
     first = embedder.encode(["cache me"], budget=budget)[0]
     second = embedder.encode(["cache me"], budget=budget)[0]
     assert calls["generate"] == 1
+    after = embedder.thought_cache.stats
+    assert (after.hits - before.hits, after.misses - before.misses, after.entries) == (1, 1, 1)
     assert first.thought == second.thought
     np.testing.assert_array_equal(first.vector, second.vector)
     assert budget.ledger.items_thought == 2  # the budget counts thoughts used, cached or not
