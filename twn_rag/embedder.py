@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 from tqdm import tqdm
+from transformers import BatchFeature
 
 from twn_rag.budget import ReasoningBudget
 from twn_rag.cache import DEFAULT_THOUGHT_CACHE_SIZE, ThoughtCache
@@ -185,48 +186,82 @@ class TWNEmbedder:
                     results[i] = result
         return results  # type: ignore[return-value]
 
-    def _instructions(
-        self, items: Sequence[EmbeddingInput], role: str, override: str | None
+    # -- the passes, one definition for encoding and training --------------------------------
+    def prompts(
+        self, items: Sequence[EmbeddingInput], role: str | Sequence[str], instruction: str | None = None
     ) -> tuple[list[str], list[str]]:
-        """(embedding instruction, reasoning prompt) per item."""
-        pairs = [self.config.prompts(role, item.instruction or override) for item in items]
+        """``(embedding instructions, reasoning prompts)``, one per item, for ``role`` (one role,
+        or one per item). An item's own instruction wins over ``instruction``, which wins over
+        the role's default (see ``TWNConfig.prompts``)."""
+        roles = [role] * len(items) if isinstance(role, str) else list(role)
+        if len(roles) != len(items):
+            raise ValueError(f"got {len(roles)} roles for {len(items)} items")
+        pairs = [self.config.prompts(r, item.instruction or instruction) for r, item in zip(roles, items)]
         return [embed for embed, _ in pairs], [reason for _, reason in pairs]
 
+    def embed_items(
+        self,
+        items: Sequence[EmbeddingInput],
+        role: str | Sequence[str],
+        thoughts: Sequence[str | None] | None = None,
+        instruction: str | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The embedding pass over ``items`` (``thoughts[i]``, where given, as the assistant turn):
+        ``(vectors, pooled)`` as ``TWNModel.embed`` returns them. Gradients flow, so training
+        calls it as it is; inference wraps it in ``torch.inference_mode``."""
+        instructions, _ = self.prompts(items, role, instruction)
+        thoughts = list(thoughts) if thoughts is not None else [None] * len(items)
+        return self.model.embed(self.processor.embedding_batch(items, instructions, thoughts))
+
+    def generation_batch(
+        self, items: Sequence[EmbeddingInput], role: str | Sequence[str], instruction: str | None = None
+    ) -> BatchFeature:
+        """The reasoning adapter's input for ``items``: their chat with the reasoning prompt,
+        ending with the generation prompt (for ``TWNModel.generate_thoughts``)."""
+        return self.processor.generation_batch(items, self.prompts(items, role, instruction)[1])
+
+    def reasoning_batch(
+        self,
+        items: Sequence[EmbeddingInput],
+        role: str | Sequence[str],
+        thought_ids: Sequence[Sequence[int]],
+        instruction: str | None = None,
+    ) -> tuple[BatchFeature, torch.Tensor]:
+        """``generation_batch`` followed by each item's thought tokens, and their labels (see
+        ``TWNProcessor.reasoning_batch``), for ``TWNModel.thought_log_probs``."""
+        return self.processor.reasoning_batch(items, self.prompts(items, role, instruction)[1], thought_ids)
+
     def _encode_batch(
-        self, items: list[EmbeddingInput], role: str, budget: ReasoningBudget, override: str | None
+        self, items: list[EmbeddingInput], role: str, budget: ReasoningBudget, instruction: str | None
     ) -> list[EmbeddingResult]:
-        embed_instr, reason_instr = self._instructions(items, role, override)
-        batch = self.processor.embedding_batch(items, embed_instr, [None] * len(items))
-        vectors, pooled = self.model.embed(batch)
+        vectors, pooled = self.embed_items(items, role, instruction=instruction)
         scores = self.model.gate_scores(pooled).tolist()
         chosen = budget.select(scores)
         thoughts: list[str | None] = [None] * len(items)
         tokens = [0] * len(items)
         if chosen:
-            for i, (text, count) in zip(
-                chosen,
-                self._think([items[i] for i in chosen], [reason_instr[i] for i in chosen], budget.max_thought_tokens),
-            ):
+            picked = [items[i] for i in chosen]
+            for i, (text, count) in zip(chosen, self._think(picked, role, instruction, budget.max_thought_tokens)):
                 thoughts[i], tokens[i] = text, count
             budget.record([tokens[i] for i in chosen])
-            rethought = self.processor.embedding_batch(
-                [items[i] for i in chosen], [embed_instr[i] for i in chosen], [thoughts[i] for i in chosen]
-            )
-            thought_vectors, _ = self.model.embed(rethought)
+            thought_vectors, _ = self.embed_items(picked, role, [thoughts[i] for i in chosen], instruction)
             vectors = vectors.clone()
             vectors[chosen] = thought_vectors
         array = vectors.cpu().numpy().astype(np.float32, copy=False)
         return [EmbeddingResult(array[i], thoughts[i], tokens[i], float(scores[i])) for i in range(len(items))]
 
-    def _think(self, items: list[EmbeddingInput], prompts: list[str], max_tokens: int) -> list[tuple[str, int]]:
+    def _think(
+        self, items: list[EmbeddingInput], role: str, instruction: str | None, max_tokens: int
+    ) -> list[tuple[str, int]]:
         """Thoughts for ``items``: cached ones reused, the rest generated in one batched call."""
+        _, prompts = self.prompts(items, role, instruction)
         keys = [
             self.thought_cache.key(self.model_id, p, max_tokens, it.content_hash()) for it, p in zip(items, prompts)
         ]
         found = [self.thought_cache.get(k) for k in keys]
         missing = [i for i, entry in enumerate(found) if entry is None]
         if missing:
-            batch = self.processor.generation_batch([items[i] for i in missing], [prompts[i] for i in missing])
+            batch = self.generation_batch([items[i] for i in missing], role, instruction)
             generated = self.model.generate_thoughts(
                 batch, max_new_tokens=max_tokens, pad_token_id=self.processor.pad_token_id
             )
