@@ -129,9 +129,9 @@ def test_ledger_accumulates_across_calls(embedder):
 
 
 def test_bad_input_fails_before_any_work(embedder, calls):
-    with pytest.raises(InvalidInputError, match="input 2: empty input"):
+    with pytest.raises(InvalidInputError, match=r"input 2 \(''\): empty input"):
         embedder.encode(["fine", make_sample_image(), ""])
-    with pytest.raises(InvalidInputError, match="input 1: cannot read image"):
+    with pytest.raises(InvalidInputError, match=r"input 1 \(image of 13 bytes\): cannot read image"):
         embedder.encode(["fine", {"image": b"garbage bytes"}])
     assert calls["forward"] == 0
     with pytest.raises(ValueError, match="role"):

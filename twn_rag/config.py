@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 CONFIG_FILENAME = "twn_config.json"
+# The released checkpoint: what the CLI and the integrations load when given no model.
+DEFAULT_MODEL = "zhanglx/TWN-4B"
 
 DEFAULT_INSTRUCTIONS = {
     "query": "Represent the user's input for retrieving relevant documents.",

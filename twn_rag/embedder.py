@@ -136,8 +136,11 @@ class TWNEmbedder:
         )
 
     # -- encoding -----------------------------------------------------------------------------
-    def prepare(self, inputs: Sequence[Any]) -> list[EmbeddingInput]:
-        """Validate and load every input; the first bad one raises ``InvalidInputError``."""
+    def prepare(self, inputs: Sequence[Any], names: Sequence[str] | None = None) -> list[EmbeddingInput]:
+        """Validate and load every input; the first bad one raises ``InvalidInputError`` naming
+        it by ``names[i]`` (e.g. a node id) or, without names, by a description of it."""
+        if names is not None and len(names) != len(inputs):
+            raise ValueError(f"got {len(names)} names for {len(inputs)} inputs")
         cfg = self.config
         return [
             parse_input(
@@ -146,6 +149,7 @@ class TWNEmbedder:
                 max_image_pixels=cfg.max_image_pixels,
                 video_fps=cfg.video_fps,
                 max_video_frames=cfg.max_video_frames,
+                name=names[index] if names is not None else None,
             )
             for index, item in enumerate(inputs)
         ]
@@ -158,6 +162,7 @@ class TWNEmbedder:
         batch_size: int = DEFAULT_BATCH_SIZE,
         show_progress: bool = False,
         instruction: str | None = None,
+        names: Sequence[str] | None = None,
     ) -> list[EmbeddingResult]:
         """Embed ``inputs`` (strings, PIL images, or dicts; see ``twn_rag.inputs``).
 
@@ -165,7 +170,8 @@ class TWNEmbedder:
         the ``budget`` selects think together in one ``generate`` call and are embedded again
         with their thoughts. ``budget`` (its ledger updated in place) defaults to
         ``default_budget()``. ``instruction`` overrides the role's instruction for all inputs
-        (a dict's own ``instruction`` wins). Returns one ``EmbeddingResult`` per input, in order.
+        (a dict's own ``instruction`` wins). A bad input raises ``InvalidInputError`` before any
+        work, named by ``names[i]`` when given. Returns one ``EmbeddingResult`` per input, in order.
         """
         if role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}, got {role!r}")
@@ -173,7 +179,7 @@ class TWNEmbedder:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if isinstance(inputs, (str, dict)) or not isinstance(inputs, Sequence):
             inputs = [inputs]
-        items = self.prepare(inputs)
+        items = self.prepare(inputs, names)
         budget = budget if budget is not None else self.default_budget()
         # Similar sizes together: less padding. Results go back to input order.
         order = sorted(range(len(items)), key=lambda i: items[i].cost())
