@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from twn_rag import EmbeddingResult, InvalidInputError, ReasoningBudget
+from twn_rag import EmbeddingResult, EmbeddingResults, InvalidInputError, ReasoningBudget
 from twn_rag.testing import make_sample_image
 
 
@@ -117,6 +117,32 @@ def test_instructions_per_role_call_and_input(embedder):
     assert np.abs(query - document).max() > 1e-4
     assert np.abs(query - custom).max() > 1e-4
     np.testing.assert_allclose(custom, per_input, atol=1e-6)
+
+
+def test_encode_query_and_encode_document_name_the_role_and_give_one_array(embedder):
+    never = ReasoningBudget(mode="never")
+    texts = ["paris", "the invoice total is the sum of the line items"]
+    queries = embedder.encode_query(texts, budget=never)
+    documents = embedder.encode_document(texts, budget=never)
+    assert isinstance(queries, EmbeddingResults) and len(queries) == 2
+    assert queries.vectors.shape == (2, embedder.dimension) and queries.vectors.dtype == np.float32
+    np.testing.assert_array_equal(queries.vectors, embedder.encode(texts, role="query", budget=never).vectors)
+    np.testing.assert_array_equal(documents.vectors, embedder.encode(texts, role="document", budget=never).vectors)
+    assert np.abs(queries.vectors - documents.vectors).max() > 1e-4  # each named its role
+    for row, result in zip(queries.vectors, queries):
+        assert np.shares_memory(row, result.vector)  # one array, each result a row of it
+    assert queries.thoughts == [None, None] and queries.thought_tokens == [0, 0]
+    np.testing.assert_array_equal(queries.gate_scores, [r.gate_score for r in queries])
+    np.testing.assert_array_equal(queries[1:].vectors, queries.vectors[1:])
+    assert embedder.encode_document([], budget=never).vectors.shape == (0, embedder.dimension)
+
+
+def test_encode_results_carry_thoughts_and_gate_scores(embedder):
+    budget = ReasoningBudget(mode="adaptive", threshold=0.0, max_thought_tokens=4)
+    results = embedder.encode_query(["seven plus five", "the capital of France"], budget=budget)
+    assert results.thoughts == [r.thought for r in results] and all(results.thoughts)
+    assert results.thought_tokens == [r.thought_tokens for r in results]
+    assert results.gate_scores.shape == (2,) and ((results.gate_scores >= 0) & (results.gate_scores <= 1)).all()
 
 
 def test_ledger_accumulates_across_calls(embedder):

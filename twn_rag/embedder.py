@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,30 +15,18 @@ from transformers import BatchFeature
 
 from twn_rag.budget import ReasoningBudget
 from twn_rag.cache import DEFAULT_THOUGHT_CACHE_SIZE, ThoughtCache
-from twn_rag.config import ROLES, TWNConfig
+from twn_rag.config import ROLES, Role, TWNConfig
 from twn_rag.device import resolve_device, resolve_dtype
 from twn_rag.inputs import EmbeddingInput, parse_input
 from twn_rag.modeling import TWNModel, resolve_base_model
 from twn_rag.processing import TWNProcessor
+from twn_rag.results import EmbeddingResult, EmbeddingResults
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 8
 
-
-@dataclass
-class EmbeddingResult:
-    """One encoded input: its L2-normalised float32 vector, the thought it was embedded with
-    (``None`` when it did not think), that thought's token count, and the gate's p(think)."""
-
-    vector: np.ndarray
-    thought: str | None
-    thought_tokens: int
-    gate_score: float
-
-    @property
-    def thought_used(self) -> bool:
-        return self.thought is not None
+__all__ = ["DEFAULT_BATCH_SIZE", "EmbeddingResult", "EmbeddingResults", "TWNEmbedder", "resolve_checkpoint"]
 
 
 def resolve_checkpoint(path_or_hub_id: str | Path) -> Path:
@@ -154,24 +141,54 @@ class TWNEmbedder:
             for index, item in enumerate(inputs)
         ]
 
-    def encode(
+    def encode_query(
         self,
         inputs: Sequence[Any] | Any,
-        role: str = "query",
+        *,
         budget: ReasoningBudget | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         show_progress: bool = False,
         instruction: str | None = None,
         names: Sequence[str] | None = None,
-    ) -> list[EmbeddingResult]:
-        """Embed ``inputs`` (strings, PIL images, or dicts; see ``twn_rag.inputs``).
+    ) -> EmbeddingResults:
+        """Embed ``inputs`` as queries (the query instruction and reasoning prompt); the other
+        arguments as for ``encode``. ``results.vectors`` is the ``[N, D]`` array."""
+        return self.encode(inputs, "query", budget, batch_size, show_progress, instruction, names)
+
+    def encode_document(
+        self,
+        inputs: Sequence[Any] | Any,
+        *,
+        budget: ReasoningBudget | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        show_progress: bool = False,
+        instruction: str | None = None,
+        names: Sequence[str] | None = None,
+    ) -> EmbeddingResults:
+        """Embed ``inputs`` as documents (the document instruction and reasoning prompt); the
+        other arguments as for ``encode``. ``results.vectors`` is the ``[N, D]`` array."""
+        return self.encode(inputs, "document", budget, batch_size, show_progress, instruction, names)
+
+    def encode(
+        self,
+        inputs: Sequence[Any] | Any,
+        role: Role = "query",
+        budget: ReasoningBudget | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        show_progress: bool = False,
+        instruction: str | None = None,
+        names: Sequence[str] | None = None,
+    ) -> EmbeddingResults:
+        """Embed ``inputs`` (strings, PIL images, or dicts; see ``twn_rag.inputs``) in ``role``
+        (``"query"`` unless told; ``encode_query`` / ``encode_document`` name it).
 
         Each batch gets one no-think pass that yields the vectors and gate scores; the inputs
         the ``budget`` selects think together in one ``generate`` call and are embedded again
         with their thoughts. ``budget`` (its ledger updated in place) defaults to
         ``default_budget()``. ``instruction`` overrides the role's instruction for all inputs
         (a dict's own ``instruction`` wins). A bad input raises ``InvalidInputError`` before any
-        work, named by ``names[i]`` when given. Returns one ``EmbeddingResult`` per input, in order.
+        work, named by ``names[i]`` when given. Returns one ``EmbeddingResult`` per input, in
+        order, as ``EmbeddingResults`` (also the ``[N, D]`` array ``.vectors``).
         """
         if role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}, got {role!r}")
@@ -190,11 +207,11 @@ class TWNEmbedder:
                 batch_items = [items[i] for i in chunk]
                 for i, result in zip(chunk, self._encode_batch(batch_items, role, budget, instruction)):
                     results[i] = result
-        return results  # type: ignore[return-value]
+        return EmbeddingResults(results, self.dimension)  # type: ignore[arg-type]
 
     # -- the passes, one definition for encoding and training --------------------------------
     def prompts(
-        self, items: Sequence[EmbeddingInput], role: str | Sequence[str], instruction: str | None = None
+        self, items: Sequence[EmbeddingInput], role: Role | Sequence[Role], instruction: str | None = None
     ) -> tuple[list[str], list[str]]:
         """``(embedding instructions, reasoning prompts)``, one per item, for ``role`` (one role,
         or one per item). An item's own instruction wins over ``instruction``, which wins over
@@ -208,7 +225,7 @@ class TWNEmbedder:
     def embed_items(
         self,
         items: Sequence[EmbeddingInput],
-        role: str | Sequence[str],
+        role: Role | Sequence[Role],
         thoughts: Sequence[str | None] | None = None,
         instruction: str | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -220,7 +237,7 @@ class TWNEmbedder:
         return self.model.embed(self.processor.embedding_batch(items, instructions, thoughts))
 
     def generation_batch(
-        self, items: Sequence[EmbeddingInput], role: str | Sequence[str], instruction: str | None = None
+        self, items: Sequence[EmbeddingInput], role: Role | Sequence[Role], instruction: str | None = None
     ) -> BatchFeature:
         """The reasoning adapter's input for ``items``: their chat with the reasoning prompt,
         ending with the generation prompt (for ``TWNModel.generate_thoughts``)."""
@@ -229,7 +246,7 @@ class TWNEmbedder:
     def reasoning_batch(
         self,
         items: Sequence[EmbeddingInput],
-        role: str | Sequence[str],
+        role: Role | Sequence[Role],
         thought_ids: Sequence[Sequence[int]],
         instruction: str | None = None,
     ) -> tuple[BatchFeature, torch.Tensor]:
@@ -238,7 +255,7 @@ class TWNEmbedder:
         return self.processor.reasoning_batch(items, self.prompts(items, role, instruction)[1], thought_ids)
 
     def _encode_batch(
-        self, items: list[EmbeddingInput], role: str, budget: ReasoningBudget, instruction: str | None
+        self, items: list[EmbeddingInput], role: Role, budget: ReasoningBudget, instruction: str | None
     ) -> list[EmbeddingResult]:
         vectors, pooled = self.embed_items(items, role, instruction=instruction)
         scores = self.model.gate_scores(pooled).tolist()
@@ -257,7 +274,7 @@ class TWNEmbedder:
         return [EmbeddingResult(array[i], thoughts[i], tokens[i], float(scores[i])) for i in range(len(items))]
 
     def _think(
-        self, items: list[EmbeddingInput], role: str, instruction: str | None, max_tokens: int
+        self, items: list[EmbeddingInput], role: Role, instruction: str | None, max_tokens: int
     ) -> list[tuple[str, int]]:
         """Thoughts for ``items``: cached ones reused, the rest generated in one batched call."""
         _, prompts = self.prompts(items, role, instruction)
