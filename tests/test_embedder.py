@@ -135,6 +135,8 @@ def test_encode_query_and_encode_document_name_the_role_and_give_one_array(embed
     np.testing.assert_array_equal(queries.gate_scores, [r.gate_score for r in queries])
     np.testing.assert_array_equal(queries[1:].vectors, queries.vectors[1:])
     assert embedder.encode_document([], budget=never).vectors.shape == (0, embedder.dimension)
+    with pytest.raises(TypeError, match="role"):
+        embedder.encode_query(texts, role="document")  # the method names the role
 
 
 def test_encode_results_carry_thoughts_and_gate_scores(embedder):

@@ -142,32 +142,18 @@ class TWNEmbedder:
         ]
 
     def encode_query(
-        self,
-        inputs: Sequence[Any] | Any,
-        *,
-        budget: ReasoningBudget | None = None,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        show_progress: bool = False,
-        instruction: str | None = None,
-        names: Sequence[str] | None = None,
+        self, inputs: Sequence[Any] | Any, budget: ReasoningBudget | None = None, **options: Any
     ) -> EmbeddingResults:
-        """Embed ``inputs`` as queries (the query instruction and reasoning prompt); the other
-        arguments as for ``encode``. ``results.vectors`` is the ``[N, D]`` array."""
-        return self.encode(inputs, "query", budget, batch_size, show_progress, instruction, names)
+        """``encode`` in the query role (its instruction and reasoning prompt); ``options`` are
+        ``encode``'s ``batch_size``, ``show_progress``, ``instruction`` and ``names``."""
+        return self.encode(inputs, "query", budget, **options)
 
     def encode_document(
-        self,
-        inputs: Sequence[Any] | Any,
-        *,
-        budget: ReasoningBudget | None = None,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        show_progress: bool = False,
-        instruction: str | None = None,
-        names: Sequence[str] | None = None,
+        self, inputs: Sequence[Any] | Any, budget: ReasoningBudget | None = None, **options: Any
     ) -> EmbeddingResults:
-        """Embed ``inputs`` as documents (the document instruction and reasoning prompt); the
-        other arguments as for ``encode``. ``results.vectors`` is the ``[N, D]`` array."""
-        return self.encode(inputs, "document", budget, batch_size, show_progress, instruction, names)
+        """``encode`` in the document role (its instruction and reasoning prompt); ``options``
+        are ``encode``'s ``batch_size``, ``show_progress``, ``instruction`` and ``names``."""
+        return self.encode(inputs, "document", budget, **options)
 
     def encode(
         self,
