@@ -217,7 +217,8 @@ class TWNEmbedder:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The embedding pass over ``items`` (``thoughts[i]``, where given, as the assistant turn):
         ``(vectors, pooled)`` as ``TWNModel.embed`` returns them. Gradients flow, so training
-        calls it as it is; inference wraps it in ``torch.inference_mode``."""
+        calls it as it is; inference wraps it in ``torch.inference_mode``. Unlike ``encode``
+        it takes no lock: do not call it while another thread encodes with the same model."""
         instructions, _ = self.prompts(items, role, instruction)
         thoughts = list(thoughts) if thoughts is not None else [None] * len(items)
         return self.model.embed(self.processor.embedding_batch(items, instructions, thoughts))
