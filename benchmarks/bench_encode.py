@@ -58,14 +58,13 @@ def thought_rates(embedder: TWNEmbedder, generation_only: bool) -> tuple[float, 
     thinking costs); otherwise whole always-think ``encode`` calls (two embedding passes too).
     """
     items = embedder.prepare(TEXTS)
-    prompt = embedder.config.reasoning_instructions["query"]
     tokens: dict[int, int] = {}
 
     def generate(batch_size: int) -> None:
         total = 0
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
-            batch = embedder.processor.generation_batch(chunk, [prompt] * len(chunk))
+            batch = embedder.generation_batch(chunk, "query")
             with torch.inference_mode():
                 out = embedder.model.generate_thoughts(batch, 32, pad_token_id=embedder.processor.pad_token_id)
             total += sum(embedder.processor.decode_thoughts(out)[1])

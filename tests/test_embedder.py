@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from twn_rag import EmbeddingResult, InvalidInputError, ReasoningBudget
+from twn_rag import EmbeddingResult, EmbeddingResults, InvalidInputError, ReasoningBudget
 from twn_rag.testing import make_sample_image
 
 
@@ -94,10 +94,13 @@ def test_adaptive_thinks_where_the_gate_says_so(embedder, mixed_inputs):
 
 def test_thought_cache_prevents_thinking_twice(embedder, calls):
     embedder.thought_cache.clear()
+    before = embedder.thought_cache.stats
     budget = ReasoningBudget(mode="always", max_thought_tokens=5)
     first = embedder.encode(["cache me"], budget=budget)[0]
     second = embedder.encode(["cache me"], budget=budget)[0]
     assert calls["generate"] == 1
+    after = embedder.thought_cache.stats
+    assert (after.hits - before.hits, after.misses - before.misses, after.entries) == (1, 1, 1)
     assert first.thought == second.thought
     np.testing.assert_array_equal(first.vector, second.vector)
     assert budget.ledger.items_thought == 2  # the budget counts thoughts used, cached or not
@@ -116,6 +119,34 @@ def test_instructions_per_role_call_and_input(embedder):
     np.testing.assert_allclose(custom, per_input, atol=1e-6)
 
 
+def test_encode_query_and_encode_document_name_the_role_and_give_one_array(embedder):
+    never = ReasoningBudget(mode="never")
+    texts = ["paris", "the invoice total is the sum of the line items"]
+    queries = embedder.encode_query(texts, budget=never)
+    documents = embedder.encode_document(texts, budget=never)
+    assert isinstance(queries, EmbeddingResults) and len(queries) == 2
+    assert queries.vectors.shape == (2, embedder.dimension) and queries.vectors.dtype == np.float32
+    np.testing.assert_array_equal(queries.vectors, embedder.encode(texts, role="query", budget=never).vectors)
+    np.testing.assert_array_equal(documents.vectors, embedder.encode(texts, role="document", budget=never).vectors)
+    assert np.abs(queries.vectors - documents.vectors).max() > 1e-4  # each named its role
+    for row, result in zip(queries.vectors, queries):
+        assert np.shares_memory(row, result.vector)  # one array, each result a row of it
+    assert queries.thoughts == [None, None] and queries.thought_tokens == [0, 0]
+    np.testing.assert_array_equal(queries.gate_scores, [r.gate_score for r in queries])
+    np.testing.assert_array_equal(queries[1:].vectors, queries.vectors[1:])
+    assert embedder.encode_document([], budget=never).vectors.shape == (0, embedder.dimension)
+    with pytest.raises(TypeError, match="role"):
+        embedder.encode_query(texts, role="document")  # the method names the role
+
+
+def test_encode_results_carry_thoughts_and_gate_scores(embedder):
+    budget = ReasoningBudget(mode="adaptive", threshold=0.0, max_thought_tokens=4)
+    results = embedder.encode_query(["seven plus five", "the capital of France"], budget=budget)
+    assert results.thoughts == [r.thought for r in results] and all(results.thoughts)
+    assert results.thought_tokens == [r.thought_tokens for r in results]
+    assert results.gate_scores.shape == (2,) and ((results.gate_scores >= 0) & (results.gate_scores <= 1)).all()
+
+
 def test_ledger_accumulates_across_calls(embedder):
     budget = ReasoningBudget(mode="always", max_think_ratio=0.5, max_thought_tokens=3)
     embedder.encode(["a", "b"], budget=budget)
@@ -126,9 +157,9 @@ def test_ledger_accumulates_across_calls(embedder):
 
 
 def test_bad_input_fails_before_any_work(embedder, calls):
-    with pytest.raises(InvalidInputError, match="input 2: empty input"):
+    with pytest.raises(InvalidInputError, match=r"input 2 \(''\): empty input"):
         embedder.encode(["fine", make_sample_image(), ""])
-    with pytest.raises(InvalidInputError, match="input 1: cannot read image"):
+    with pytest.raises(InvalidInputError, match=r"input 1 \(image of 13 bytes\): cannot read image"):
         embedder.encode(["fine", {"image": b"garbage bytes"}])
     assert calls["forward"] == 0
     with pytest.raises(ValueError, match="role"):

@@ -44,13 +44,38 @@ def test_bad_inputs_name_their_index_and_reason(item, reason):
     with pytest.raises(InvalidInputError, match=reason) as info:
         parse(item, index=7)
     assert info.value.index == 7
-    assert str(info.value).startswith("input 7:")
+    assert str(info.value).startswith(f"input 7 ({info.value.name}): ")
+
+
+@pytest.mark.parametrize(
+    ("item", "name"),
+    [
+        ("   ", "'   '"),
+        ({"image": "/no/such/file.png"}, "image /no/such/file.png"),
+        ({"text": "t", "images": [Image.new("RGB", (4, 4)), b"broken"]}, "image of 6 bytes"),  # the bad one
+        ({"video": [Image.new("RGB", (4, 4)), b"broken"]}, "video frame 1 of 6 bytes"),
+        ({"video": "/no/such/clip.mp4"}, "video /no/such/clip.mp4"),
+        ({"text": "x" * 50, "txt": "typo"}, repr("x" * 40 + "...")),
+        (3.14, "3.14"),
+    ],
+)
+def test_bad_inputs_are_described_by_the_part_that_failed(item, name):
+    with pytest.raises(InvalidInputError) as info:
+        parse(item, index=2)
+    assert info.value.name == name
+    assert str(info.value) == f"input 2 ({name}): {info.value.reason}"
+
+
+def test_a_callers_name_replaces_the_description():
+    with pytest.raises(InvalidInputError) as info:
+        parse_input({"image": b"broken"}, 4, name="node page-7", **LIMITS)
+    assert str(info.value).startswith("input 4 (node page-7): cannot read image")
 
 
 def test_video_with_no_decodable_frame(tmp_path):
     bogus = tmp_path / "clip.mp4"
     bogus.write_bytes(b"\x00" * 4096)
-    with pytest.raises(InvalidInputError, match="input 0: .*video"):
+    with pytest.raises(InvalidInputError, match=r"input 0 \(video .*clip.mp4\): .*video"):
         parse({"video": str(bogus)})
 
 

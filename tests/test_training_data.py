@@ -3,6 +3,7 @@ import json
 import pytest
 import torch
 
+from twn_rag.inputs import InvalidInputError
 from twn_rag.testing import make_sample_image
 from twn_rag.training.data import DataFormatError, document_corpus, load_examples, prepare_inputs
 from twn_rag.training.loop import TrainingArguments, batch_indices, training_precision
@@ -97,7 +98,7 @@ def test_unreadable_media_fails_with_its_line(embedder, tmp_path):
         [{"query": "ok", "positive": "ok"}, {"query": "q", "positive": {"image": "broken.png"}}],
     )
     examples = load_examples(path)  # the file exists, so loading the lines succeeds
-    with pytest.raises(DataFormatError, match=r"d.jsonl:2: .*cannot read image"):
+    with pytest.raises(InvalidInputError, match=r"input 1 \(.*d.jsonl:2\): cannot read image"):
         prepare_inputs(embedder, [e.positive for e in examples], examples)
 
 

@@ -2,9 +2,10 @@
 
 from twn_rag.budget import BudgetLedger, ReasoningBudget, calibrate
 from twn_rag.config import TWNConfig
-from twn_rag.embedder import EmbeddingResult, TWNEmbedder
+from twn_rag.embedder import TWNEmbedder
 from twn_rag.inputs import EmbeddingInput, InvalidInputError
 from twn_rag.modeling import CheckpointError, TWNModel, UnsupportedArchitectureError
+from twn_rag.results import EmbeddingResult, EmbeddingResults
 
 __version__ = "0.1.0"
 
@@ -13,6 +14,7 @@ __all__ = [
     "CheckpointError",
     "EmbeddingInput",
     "EmbeddingResult",
+    "EmbeddingResults",
     "InvalidInputError",
     "ReasoningBudget",
     "TWNConfig",

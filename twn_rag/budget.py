@@ -16,8 +16,10 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Literal, get_args
 
-MODES = ("adaptive", "always", "never")
+BudgetMode = Literal["adaptive", "always", "never"]
+MODES: tuple[BudgetMode, ...] = get_args(BudgetMode)
 
 
 @dataclass
@@ -37,7 +39,7 @@ class BudgetLedger:
 class ReasoningBudget:
     """How much an index (or a role of it) may think, and what it has spent so far."""
 
-    mode: str = "adaptive"
+    mode: BudgetMode = "adaptive"
     threshold: float = 0.5
     max_think_ratio: float | None = None
     max_thought_tokens: int = 128

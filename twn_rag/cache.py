@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from typing import NamedTuple
 
 DEFAULT_THOUGHT_CACHE_SIZE = 10_000
+
+
+class CacheStats(NamedTuple):
+    """Lookups answered from the cache (``hits``), lookups that were not (``misses``), and the
+    entries held now."""
+
+    hits: int
+    misses: int
+    entries: int
 
 
 class ThoughtCache:
@@ -38,7 +48,13 @@ class ThoughtCache:
             self._entries.popitem(last=False)
 
     def clear(self) -> None:
+        """Drop every entry; the hit and miss counts carry on."""
         self._entries.clear()
+
+    @property
+    def stats(self) -> CacheStats:
+        """Hits and misses since the cache was made, and the entries held now."""
+        return CacheStats(self.hits, self.misses, len(self._entries))
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -6,8 +6,11 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
 CONFIG_FILENAME = "twn_config.json"
+# The released checkpoint: what the CLI and the integrations load when given no model.
+DEFAULT_MODEL = "zhanglx/TWN-4B"
 
 DEFAULT_INSTRUCTIONS = {
     "query": "Represent the user's input for retrieving relevant documents.",
@@ -23,7 +26,8 @@ DEFAULT_MAX_THOUGHT_TOKENS = 128
 DEFAULT_MAX_IMAGE_PIXELS = 1280 * 28 * 28
 DEFAULT_VIDEO_FPS = 1.0
 DEFAULT_MAX_VIDEO_FRAMES = 16
-ROLES = ("query", "document")
+Role = Literal["query", "document"]
+ROLES: tuple[Role, ...] = get_args(Role)
 
 
 @dataclass

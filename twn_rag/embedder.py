@@ -5,40 +5,28 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
+from transformers import BatchFeature
 
 from twn_rag.budget import ReasoningBudget
 from twn_rag.cache import DEFAULT_THOUGHT_CACHE_SIZE, ThoughtCache
-from twn_rag.config import ROLES, TWNConfig
+from twn_rag.config import ROLES, Role, TWNConfig
 from twn_rag.device import resolve_device, resolve_dtype
 from twn_rag.inputs import EmbeddingInput, parse_input
 from twn_rag.modeling import TWNModel, resolve_base_model
 from twn_rag.processing import TWNProcessor
+from twn_rag.results import EmbeddingResult, EmbeddingResults
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 8
 
-
-@dataclass
-class EmbeddingResult:
-    """One encoded input: its L2-normalised float32 vector, the thought it was embedded with
-    (``None`` when it did not think), that thought's token count, and the gate's p(think)."""
-
-    vector: np.ndarray
-    thought: str | None
-    thought_tokens: int
-    gate_score: float
-
-    @property
-    def thought_used(self) -> bool:
-        return self.thought is not None
+__all__ = ["DEFAULT_BATCH_SIZE", "EmbeddingResult", "EmbeddingResults", "TWNEmbedder", "resolve_checkpoint"]
 
 
 def resolve_checkpoint(path_or_hub_id: str | Path) -> Path:
@@ -135,8 +123,11 @@ class TWNEmbedder:
         )
 
     # -- encoding -----------------------------------------------------------------------------
-    def prepare(self, inputs: Sequence[Any]) -> list[EmbeddingInput]:
-        """Validate and load every input; the first bad one raises ``InvalidInputError``."""
+    def prepare(self, inputs: Sequence[Any], names: Sequence[str] | None = None) -> list[EmbeddingInput]:
+        """Validate and load every input; the first bad one raises ``InvalidInputError`` naming
+        it by ``names[i]`` (e.g. a node id) or, without names, by a description of it."""
+        if names is not None and len(names) != len(inputs):
+            raise ValueError(f"got {len(names)} names for {len(inputs)} inputs")
         cfg = self.config
         return [
             parse_input(
@@ -145,26 +136,45 @@ class TWNEmbedder:
                 max_image_pixels=cfg.max_image_pixels,
                 video_fps=cfg.video_fps,
                 max_video_frames=cfg.max_video_frames,
+                name=names[index] if names is not None else None,
             )
             for index, item in enumerate(inputs)
         ]
 
+    def encode_query(
+        self, inputs: Sequence[Any] | Any, budget: ReasoningBudget | None = None, **options: Any
+    ) -> EmbeddingResults:
+        """``encode`` in the query role (its instruction and reasoning prompt); ``options`` are
+        ``encode``'s ``batch_size``, ``show_progress``, ``instruction`` and ``names``."""
+        return self.encode(inputs, "query", budget, **options)
+
+    def encode_document(
+        self, inputs: Sequence[Any] | Any, budget: ReasoningBudget | None = None, **options: Any
+    ) -> EmbeddingResults:
+        """``encode`` in the document role (its instruction and reasoning prompt); ``options``
+        are ``encode``'s ``batch_size``, ``show_progress``, ``instruction`` and ``names``."""
+        return self.encode(inputs, "document", budget, **options)
+
     def encode(
         self,
         inputs: Sequence[Any] | Any,
-        role: str = "query",
+        role: Role = "query",
         budget: ReasoningBudget | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         show_progress: bool = False,
         instruction: str | None = None,
-    ) -> list[EmbeddingResult]:
-        """Embed ``inputs`` (strings, PIL images, or dicts; see ``twn_rag.inputs``).
+        names: Sequence[str] | None = None,
+    ) -> EmbeddingResults:
+        """Embed ``inputs`` (strings, PIL images, or dicts; see ``twn_rag.inputs``) in ``role``
+        (``"query"`` unless told; ``encode_query`` / ``encode_document`` name it).
 
         Each batch gets one no-think pass that yields the vectors and gate scores; the inputs
         the ``budget`` selects think together in one ``generate`` call and are embedded again
         with their thoughts. ``budget`` (its ledger updated in place) defaults to
         ``default_budget()``. ``instruction`` overrides the role's instruction for all inputs
-        (a dict's own ``instruction`` wins). Returns one ``EmbeddingResult`` per input, in order.
+        (a dict's own ``instruction`` wins). A bad input raises ``InvalidInputError`` before any
+        work, named by ``names[i]`` when given. Returns one ``EmbeddingResult`` per input, in
+        order, as ``EmbeddingResults`` (also the ``[N, D]`` array ``.vectors``).
         """
         if role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}, got {role!r}")
@@ -172,7 +182,7 @@ class TWNEmbedder:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if isinstance(inputs, (str, dict)) or not isinstance(inputs, Sequence):
             inputs = [inputs]
-        items = self.prepare(inputs)
+        items = self.prepare(inputs, names)
         budget = budget if budget is not None else self.default_budget()
         # Similar sizes together: less padding. Results go back to input order.
         order = sorted(range(len(items)), key=lambda i: items[i].cost())
@@ -183,50 +193,85 @@ class TWNEmbedder:
                 batch_items = [items[i] for i in chunk]
                 for i, result in zip(chunk, self._encode_batch(batch_items, role, budget, instruction)):
                     results[i] = result
-        return results  # type: ignore[return-value]
+        return EmbeddingResults(results, self.dimension)  # type: ignore[arg-type]
 
-    def _instructions(
-        self, items: Sequence[EmbeddingInput], role: str, override: str | None
+    # -- the passes, one definition for encoding and training --------------------------------
+    def prompts(
+        self, items: Sequence[EmbeddingInput], role: Role | Sequence[Role], instruction: str | None = None
     ) -> tuple[list[str], list[str]]:
-        """(embedding instruction, reasoning prompt) per item."""
-        pairs = [self.config.prompts(role, item.instruction or override) for item in items]
+        """``(embedding instructions, reasoning prompts)``, one per item, for ``role`` (one role,
+        or one per item). An item's own instruction wins over ``instruction``, which wins over
+        the role's default (see ``TWNConfig.prompts``)."""
+        roles = [role] * len(items) if isinstance(role, str) else list(role)
+        if len(roles) != len(items):
+            raise ValueError(f"got {len(roles)} roles for {len(items)} items")
+        pairs = [self.config.prompts(r, item.instruction or instruction) for r, item in zip(roles, items)]
         return [embed for embed, _ in pairs], [reason for _, reason in pairs]
 
+    def embed_items(
+        self,
+        items: Sequence[EmbeddingInput],
+        role: Role | Sequence[Role],
+        thoughts: Sequence[str | None] | None = None,
+        instruction: str | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The embedding pass over ``items`` (``thoughts[i]``, where given, as the assistant turn):
+        ``(vectors, pooled)`` as ``TWNModel.embed`` returns them. Gradients flow, so training
+        calls it as it is; inference wraps it in ``torch.inference_mode``. Unlike ``encode``
+        it takes no lock: do not call it while another thread encodes with the same model."""
+        instructions, _ = self.prompts(items, role, instruction)
+        thoughts = list(thoughts) if thoughts is not None else [None] * len(items)
+        return self.model.embed(self.processor.embedding_batch(items, instructions, thoughts))
+
+    def generation_batch(
+        self, items: Sequence[EmbeddingInput], role: Role | Sequence[Role], instruction: str | None = None
+    ) -> BatchFeature:
+        """The reasoning adapter's input for ``items``: their chat with the reasoning prompt,
+        ending with the generation prompt (for ``TWNModel.generate_thoughts``)."""
+        return self.processor.generation_batch(items, self.prompts(items, role, instruction)[1])
+
+    def reasoning_batch(
+        self,
+        items: Sequence[EmbeddingInput],
+        role: Role | Sequence[Role],
+        thought_ids: Sequence[Sequence[int]],
+        instruction: str | None = None,
+    ) -> tuple[BatchFeature, torch.Tensor]:
+        """``generation_batch`` followed by each item's thought tokens, and their labels (see
+        ``TWNProcessor.reasoning_batch``), for ``TWNModel.thought_log_probs``."""
+        return self.processor.reasoning_batch(items, self.prompts(items, role, instruction)[1], thought_ids)
+
     def _encode_batch(
-        self, items: list[EmbeddingInput], role: str, budget: ReasoningBudget, override: str | None
+        self, items: list[EmbeddingInput], role: Role, budget: ReasoningBudget, instruction: str | None
     ) -> list[EmbeddingResult]:
-        embed_instr, reason_instr = self._instructions(items, role, override)
-        batch = self.processor.embedding_batch(items, embed_instr, [None] * len(items))
-        vectors, pooled = self.model.embed(batch)
+        vectors, pooled = self.embed_items(items, role, instruction=instruction)
         scores = self.model.gate_scores(pooled).tolist()
         chosen = budget.select(scores)
         thoughts: list[str | None] = [None] * len(items)
         tokens = [0] * len(items)
         if chosen:
-            for i, (text, count) in zip(
-                chosen,
-                self._think([items[i] for i in chosen], [reason_instr[i] for i in chosen], budget.max_thought_tokens),
-            ):
+            picked = [items[i] for i in chosen]
+            for i, (text, count) in zip(chosen, self._think(picked, role, instruction, budget.max_thought_tokens)):
                 thoughts[i], tokens[i] = text, count
             budget.record([tokens[i] for i in chosen])
-            rethought = self.processor.embedding_batch(
-                [items[i] for i in chosen], [embed_instr[i] for i in chosen], [thoughts[i] for i in chosen]
-            )
-            thought_vectors, _ = self.model.embed(rethought)
+            thought_vectors, _ = self.embed_items(picked, role, [thoughts[i] for i in chosen], instruction)
             vectors = vectors.clone()
             vectors[chosen] = thought_vectors
         array = vectors.cpu().numpy().astype(np.float32, copy=False)
         return [EmbeddingResult(array[i], thoughts[i], tokens[i], float(scores[i])) for i in range(len(items))]
 
-    def _think(self, items: list[EmbeddingInput], prompts: list[str], max_tokens: int) -> list[tuple[str, int]]:
+    def _think(
+        self, items: list[EmbeddingInput], role: Role, instruction: str | None, max_tokens: int
+    ) -> list[tuple[str, int]]:
         """Thoughts for ``items``: cached ones reused, the rest generated in one batched call."""
+        _, prompts = self.prompts(items, role, instruction)
         keys = [
             self.thought_cache.key(self.model_id, p, max_tokens, it.content_hash()) for it, p in zip(items, prompts)
         ]
         found = [self.thought_cache.get(k) for k in keys]
         missing = [i for i, entry in enumerate(found) if entry is None]
         if missing:
-            batch = self.processor.generation_batch([items[i] for i in missing], [prompts[i] for i in missing])
+            batch = self.generation_batch([items[i] for i in missing], role, instruction)
             generated = self.model.generate_thoughts(
                 batch, max_new_tokens=max_tokens, pad_token_id=self.processor.pad_token_id
             )

@@ -1,6 +1,6 @@
 """What the LlamaIndex and LangChain integrations share: attaching to a loaded embedder,
-turning framework image inputs into ``encode`` inputs, errors that name the input, and the
-scalar metadata that records a result's thought.
+turning framework image inputs into ``encode`` inputs, and the scalar metadata that records
+a result's thought.
 
 The integrations themselves (``llama_index.embeddings.twn``, ``langchain_twn``) are thin
 classes over these functions and ``TWNEmbedder.encode``; no model logic lives in them.
@@ -10,14 +10,10 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from twn_rag.device import resolve_device, resolve_dtype
 from twn_rag.embedder import EmbeddingResult, TWNEmbedder
-from twn_rag.inputs import InvalidInputError
-
-DEFAULT_MODEL = "zhanglx/TWN-4B"
 
 # Record metadata written for every embedded node / document (scalars only, never None,
 # so Chroma and other stores accept them).
@@ -25,8 +21,6 @@ THOUGHT_KEY = "twn_thought"
 GATE_SCORE_KEY = "twn_gate_score"
 THOUGHT_TOKENS_KEY = "twn_thought_tokens"
 RESULT_METADATA_KEYS = (THOUGHT_KEY, GATE_SCORE_KEY, THOUGHT_TOKENS_KEY)
-
-_TEXT_PREVIEW_CHARS = 40
 
 
 def result_metadata(result: EmbeddingResult) -> dict[str, str | float | int]:
@@ -52,35 +46,6 @@ def image_input(source: Any) -> dict[str, Any]:
     if isinstance(source, io.BytesIO):
         return {"image": source.getvalue()}
     return {"image": source}
-
-
-def describe_input(item: Any) -> str:
-    """A short human description of an ``encode`` input, for error messages."""
-    if isinstance(item, dict) and "image" in item:
-        source = item["image"]
-        # A path is named in full: it is what the user has to go and fix.
-        return f"image {source}" if isinstance(source, (str, Path)) else f"image {describe_input(source)}"
-    if isinstance(item, str):
-        preview = item if len(item) <= _TEXT_PREVIEW_CHARS else item[:_TEXT_PREVIEW_CHARS] + "..."
-        return repr(preview)
-    if isinstance(item, (bytes, bytearray)):
-        return f"of {len(item)} bytes"
-    return f"of type {type(item).__name__}"
-
-
-def encode_named(
-    embedder: TWNEmbedder,
-    inputs: Sequence[Any],
-    names: Sequence[str] | None = None,
-    **encode_kwargs: Any,
-) -> list[EmbeddingResult]:
-    """``embedder.encode(inputs, **encode_kwargs)``; a bad input raises ``InvalidInputError``
-    whose message names it (``names[i]``, or a description of the input) and the reason."""
-    try:
-        return embedder.encode(list(inputs), **encode_kwargs)
-    except InvalidInputError as exc:
-        name = names[exc.index] if names is not None else describe_input(inputs[exc.index])
-        raise InvalidInputError(exc.index, f"{name}: {exc.reason}") from exc
 
 
 def shared_embedder_settings(

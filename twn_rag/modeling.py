@@ -146,7 +146,7 @@ class TWNModel(nn.Module):
 
     def _inner_model(self) -> nn.Module:
         """The backbone without its LM head (returns hidden states); LoRA layers included."""
-        return self.backbone.base_model.model.model
+        return self.backbone.get_base_model().model
 
     # -- adapters ---------------------------------------------------------------------
     @contextmanager
@@ -238,7 +238,10 @@ class TWNModel(nn.Module):
 
     @contextmanager
     def _queries_in_last_slots(self) -> Iterator[None]:
-        """Replace the input embeddings of the last K positions by the learnable queries."""
+        """Replace the input embeddings of the last K positions by the learnable queries.
+
+        A hook on the input embedding rather than ``inputs_embeds``: the model still gets
+        ``input_ids``, which it needs to place image/video features and compute mRoPE positions."""
         k = self.num_queries
 
         def hook(module, args, output):

@@ -127,10 +127,16 @@ class TWNProcessor:
         """A reference thought as the reasoning adapter should write it: its tokens, then EOS."""
         return [*self.tokenizer(thought, add_special_tokens=False)["input_ids"], self.tokenizer.eos_token_id]
 
+    @property
+    def stop_token_ids(self) -> frozenset[int]:
+        """The tokens that end a generated thought: EOS, and pad (what ``generate`` fills in
+        after a row has stopped)."""
+        return frozenset({self.pad_token_id, self.tokenizer.eos_token_id})
+
     def generated_token_ids(self, generated: torch.Tensor) -> list[list[int]]:
         """Each generated row up to and including its first stop token (EOS or pad); a row cut
         at the length limit has no stop token."""
-        stop_ids = {self.pad_token_id, self.tokenizer.eos_token_id}
+        stop_ids = self.stop_token_ids
         rows = []
         for row in generated.tolist():
             end = next((i + 1 for i, tok in enumerate(row) if tok in stop_ids), len(row))
@@ -159,11 +165,12 @@ class TWNProcessor:
         return batch
 
     def decode_thoughts(self, generated: torch.Tensor) -> tuple[list[str], list[int]]:
-        """Text and token count of each generated row (tokens up to, not including, EOS/pad)."""
-        stop_ids = {self.pad_token_id, self.tokenizer.eos_token_id}
+        """Text and token count of each generated row: the tokens of ``generated_token_ids``
+        without the stop token that ends them."""
         texts, counts = [], []
-        for row in generated.tolist():
-            length = next((i for i, tok in enumerate(row) if tok in stop_ids), len(row))
-            counts.append(length)
-            texts.append(self.tokenizer.decode(row[:length], skip_special_tokens=True).strip())
+        for row in self.generated_token_ids(generated):
+            # Only a row's first stop token is kept, and only as its last token.
+            body = row[:-1] if row and row[-1] in self.stop_token_ids else row
+            counts.append(len(body))
+            texts.append(self.tokenizer.decode(body, skip_special_tokens=True).strip())
         return texts, counts

@@ -306,15 +306,13 @@ def build_tiny_twn_checkpoint(
 def _centre_gate(model, hf_processor) -> None:
     """Shift and scale the random gate's last layer so that, on a sample of texts, its scores
     spread on both sides of 0.5 (a random gate otherwise says the same thing for everything)."""
-    from twn_rag.config import DEFAULT_INSTRUCTIONS
+    from twn_rag.embedder import TWNEmbedder
     from twn_rag.inputs import EmbeddingInput
     from twn_rag.processing import TWNProcessor
 
-    processor = TWNProcessor(hf_processor, model.num_queries)
-    items = [EmbeddingInput(text=line) for line in _CORPUS]
-    batch = processor.embedding_batch(items, [DEFAULT_INSTRUCTIONS["query"]] * len(items), [None] * len(items))
+    embedder = TWNEmbedder(model, TWNProcessor(hf_processor, model.num_queries), model_id="tiny")
     with torch.no_grad():
-        _, pooled = model.embed(batch)
+        _, pooled = embedder.embed_items([EmbeddingInput(text=line) for line in _CORPUS], "query")
         logits = torch.logit(model.gate_scores(pooled).double().clamp(1e-12, 1 - 1e-12))
         last = model.gate.layers[-1]
         scale = 2.0 / max(float(logits.std()), 1e-6)

@@ -71,13 +71,13 @@ def test_embed_image_positional_or_keyword(embedder, image_files):
 
 def test_bad_inputs_raise_errors_that_name_them(embedder, tmp_path, image_files):
     model = TWNEmbeddings(embedder=embedder)
-    with pytest.raises(InvalidInputError, match="input 1: image .*nowhere.png: image file not found"):
+    with pytest.raises(InvalidInputError, match=r"input 1 \(image .*nowhere.png\): image file not found"):
         model.embed_image([str(image_files[0]), str(tmp_path / "nowhere.png")])
     not_an_image = tmp_path / "notes.png"
     not_an_image.write_text("plain text")
     with pytest.raises(InvalidInputError, match="notes.png.*cannot read image"):
         model.embed_image([str(not_an_image)])
-    with pytest.raises(InvalidInputError, match="input 1: '   ': empty input"):
+    with pytest.raises(InvalidInputError, match=r"input 1 \('   '\): empty input"):
         model.embed_documents(["fine", "   "])
 
 

@@ -198,10 +198,10 @@ def test_bad_images_raise_errors_that_name_them(embedder, tmp_path, image_files)
     missing = tmp_path / "missing.png"
     with pytest.raises(InvalidInputError, match="missing.png"):
         model.get_image_embedding_batch([str(image_files[0]), str(missing)])
-    with pytest.raises(InvalidInputError, match=r"image of 12 bytes: cannot read image"):
+    with pytest.raises(InvalidInputError, match=r"input 0 \(image of 12 bytes\): cannot read image"):
         model.get_image_embedding(io.BytesIO(b"not an image"))
     broken = ImageNode(image=base64.b64encode(b"garbage").decode(), id_="page-7")
-    with pytest.raises(InvalidInputError, match="node page-7"):
+    with pytest.raises(InvalidInputError, match=r"input 1 \(node page-7\): cannot read image"):
         model([TextNode(text="fine"), broken])
 
 

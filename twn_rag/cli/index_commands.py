@@ -15,18 +15,17 @@ import typer
 
 from twn_rag.budget import ReasoningBudget
 from twn_rag.cli.app import app
+from twn_rag.config import DEFAULT_MODEL
 from twn_rag.embedder import DEFAULT_BATCH_SIZE
 from twn_rag.index import DEFAULT_COLLECTION, IndexReport, IndexStoreError, SearchHit, TWNIndex
 from twn_rag.modeling import CheckpointError, UnsupportedArchitectureError
 
-# The released checkpoint, used when a new index is created without --model.
-DEFAULT_MODEL_ID = "zhanglx/TWN-4B"
 USAGE_ERROR = 2
 
 INDEX_HELP = "Index directory: the embedded Chroma database and the rendered page/frame images."
 COLLECTION_HELP = "Chroma collection name (3-512 characters of a-z, 0-9, '.', '_', '-')."
 URL_HELP = "Use the Chroma server at this URL (http://host:port) instead of the embedded database."
-MODEL_HELP = f"TWN checkpoint directory or hub id. Default: the index's model; {DEFAULT_MODEL_ID} for a new index."
+MODEL_HELP = f"TWN checkpoint directory or hub id. Default: the index's model; {DEFAULT_MODEL} for a new index."
 
 
 @contextmanager
@@ -111,7 +110,7 @@ def index_command(
     """
     with _reported_errors():
         twn_index = TWNIndex.open(
-            index, model, collection=collection, chroma_url=chroma_url, default_model=DEFAULT_MODEL_ID
+            index, model, collection=collection, chroma_url=chroma_url, default_model=DEFAULT_MODEL
         )
         limits = {
             "max_think_ratio": think_ratio,

@@ -18,7 +18,8 @@ Each line is a query, its positive and optional hard negatives::
   ``instruction`` wins); documents use their own ``instruction`` or the checkpoint's default.
 - ``id``: optional, any string or number, kept for reports.
 - Blank lines are skipped. A malformed line raises ``DataFormatError`` naming the file, the
-  line number and the reason; missing media files are found when the file is loaded.
+  line number and the reason; missing media files are found when the file is loaded, and
+  unreadable ones when their example is embedded (``InvalidInputError`` naming file and line).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from twn_rag.inputs import EmbeddingInput, InvalidInputError
+from twn_rag.inputs import EmbeddingInput
 
 RECORD_KEYS = frozenset({"id", "query", "positive", "negatives", "query_thought", "positive_thought", "instruction"})
 SIDE_KEYS = frozenset({"text", "image", "images", "video", "video_fps", "instruction"})
@@ -214,8 +215,6 @@ def document_corpus(examples: Sequence[RetrievalExample]) -> tuple[list[dict], l
 
 def prepare_inputs(embedder, sides: Sequence[dict], examples: Sequence[RetrievalExample]) -> list[EmbeddingInput]:
     """Load the media of ``sides`` (input dicts, ``sides[i]`` from ``examples[i]``) with the
-    embedder's caps; an unreadable image or video raises ``DataFormatError`` for its line."""
-    try:
-        return embedder.prepare(sides)
-    except InvalidInputError as exc:
-        raise examples[exc.index].error(exc.reason) from exc
+    embedder's caps; an unreadable image or video raises ``InvalidInputError`` naming the
+    file and line of its example."""
+    return embedder.prepare(sides, names=[example.source for example in examples])

@@ -107,8 +107,7 @@ def collect_gate_data(
 ) -> GateData:
     """Embed every query without and with a (greedy) thought, every document without, and
     return the features and margins the gate labels come from."""
-    model, config, processor = embedder.model, embedder.config, embedder.processor
-    max_tokens = max_thought_tokens or config.max_thought_tokens
+    max_tokens = max_thought_tokens or embedder.config.max_thought_tokens
     documents, positives, _ = document_corpus(examples)
     never = ReasoningBudget(mode="never")
     doc_vectors = np.stack(
@@ -120,10 +119,7 @@ def collect_gate_data(
         chunk = examples[start : start + batch_size]
         items = prepare_inputs(embedder, [e.query for e in chunk], chunk)
         with torch.inference_mode():
-            batch = processor.embedding_batch(
-                items, [config.prompts("query", i.instruction)[0] for i in items], [None] * len(items)
-            )
-            vectors, pooled = model.embed(batch)
+            vectors, pooled = embedder.embed_items(items, "query")
         always = ReasoningBudget(mode="always", max_thought_tokens=max_tokens)
         thought = embedder.encode(items, role="query", budget=always, batch_size=batch_size)
         rows = slice(start, start + len(chunk))

@@ -153,17 +153,16 @@ def sample_rollout(
 ) -> Rollout:
     """Sample ``group_size`` thoughts per query, embed each with its query, reward them, and
     record the old (current policy) and reference log-probs, all without gradients."""
-    model, config, processor = embedder.model, embedder.config, embedder.processor
+    model, processor = embedder.model, embedder.processor
     group = args.group_size
-    max_tokens = args.max_thought_tokens or config.max_thought_tokens
+    max_tokens = args.max_thought_tokens or embedder.config.max_thought_tokens
     items = prepare_inputs(embedder, [e.query for e in examples], examples)
-    embed_prompts, reason_prompts = zip(*(config.prompts("query", item.instruction) for item in items))
     repeated = [i for i in range(len(items)) for _ in range(group)]
     rep_items = [items[i] for i in repeated]
     model.eval()  # sampling with the KV cache (gradient checkpointing turns it off in train mode)
     with torch.no_grad(), autocast or contextlib.nullcontext():
         generated = model.generate_thoughts(
-            processor.generation_batch(rep_items, [reason_prompts[i] for i in repeated]),
+            embedder.generation_batch(rep_items, "query"),
             max_new_tokens=max_tokens,
             do_sample=True,
             temperature=args.sampling_temperature,
@@ -173,7 +172,7 @@ def sample_rollout(
         )
         thought_ids = processor.generated_token_ids(generated)
         texts, counts = processor.decode_thoughts(generated)
-        vectors, _ = model.embed(processor.embedding_batch(rep_items, [embed_prompts[i] for i in repeated], texts))
+        vectors, _ = embedder.embed_items(rep_items, "query", texts)
         positives = documents.get([e.positive for e in examples])
         negatives = []
         for index, example in enumerate(examples):
@@ -182,7 +181,7 @@ def sample_rollout(
             sides = [s for s in (*example.negatives, *others) if side_key(s) != own]
             negatives.append(documents.get(sides))
         rewards = gap_rewards(vectors.float(), positives[repeated], [negatives[i] for i in repeated])
-        batch, labels = processor.reasoning_batch(rep_items, [reason_prompts[i] for i in repeated], thought_ids)
+        batch, labels = embedder.reasoning_batch(rep_items, "query", thought_ids)
         ref_log_probs, _ = model.thought_log_probs(batch, labels, REFERENCE_ADAPTER, args.sampling_temperature)
         old_log_probs = None  # one update per batch: the ratio is exactly 1, no extra pass needed
         if args.updates_per_batch > 1:

@@ -70,7 +70,7 @@ def reasoning_loss(embedder: TWNEmbedder, examples: Sequence[RetrievalExample]) 
     ``examples`` that have one (``None`` when none has). Backpropagate it while the reasoning
     adapter is active (``with model.use_adapter("reasoning")``), which gradient
     checkpointing needs to recompute the same pass."""
-    config, processor = embedder.config, embedder.processor
+    processor = embedder.processor
     sides, owners, roles, thoughts = [], [], [], []
     for example in examples:
         for side, role, thought in (
@@ -85,8 +85,7 @@ def reasoning_loss(embedder: TWNEmbedder, examples: Sequence[RetrievalExample]) 
     if not sides:
         return None
     items = prepare_inputs(embedder, sides, owners)
-    prompts = [config.prompts(role, item.instruction)[1] for role, item in zip(roles, items)]
-    batch, labels = processor.reasoning_batch(items, prompts, [processor.thought_token_ids(t) for t in thoughts])
+    batch, labels = embedder.reasoning_batch(items, roles, [processor.thought_token_ids(t) for t in thoughts])
     log_probs, mask = embedder.model.thought_log_probs(batch, labels, REASONING_ADAPTER)
     return -log_probs.sum() / mask.sum()
 
@@ -97,30 +96,26 @@ def embedding_loss(
     """InfoNCE over the no-think view and, for queries with a reference thought, the think
     view. Documents: every positive of the batch plus every hard negative. Returns the mean
     of the views' losses and per-view metrics (loss, in-batch top-1 accuracy)."""
-    model, config, processor = embedder.model, embedder.config, embedder.processor
+    model = embedder.model
     n = len(examples)
     thinking = [i for i, e in enumerate(examples) if e.query_thought]
 
     query_items = prepare_inputs(embedder, [e.query for e in examples], examples)
-    query_prompts = [config.prompts("query", item.instruction)[0] for item in query_items]
-    query_batch = processor.embedding_batch(
+    query_vectors, _ = embedder.embed_items(
         query_items + [query_items[i] for i in thinking],
-        query_prompts + [query_prompts[i] for i in thinking],
+        "query",
         [None] * n + [examples[i].query_thought for i in thinking],
     )
-    query_vectors, _ = model.embed(query_batch)
 
     positive_thinking = [i for i in range(n) if examples[i].positive_thought]
     negative_owners = [e for e in examples for _ in e.negatives]
     doc_sides = [e.positive for e in examples] + [side for e in examples for side in e.negatives]
     doc_items = prepare_inputs(embedder, doc_sides, list(examples) + negative_owners)
-    doc_prompts = [config.prompts("document", item.instruction)[0] for item in doc_items]
-    doc_batch = processor.embedding_batch(
+    doc_vectors, _ = embedder.embed_items(
         doc_items + [doc_items[i] for i in positive_thinking],
-        doc_prompts + [doc_prompts[i] for i in positive_thinking],
+        "document",
         [None] * len(doc_items) + [examples[i].positive_thought for i in positive_thinking],
     )
-    doc_vectors, _ = model.embed(doc_batch)
     plain_docs = doc_vectors[: len(doc_items)]
 
     keys = [side_key(side) for side in doc_sides]

@@ -14,11 +14,10 @@ from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from twn_rag.budget import ReasoningBudget
+from twn_rag.config import DEFAULT_MODEL
 from twn_rag.embedder import DEFAULT_BATCH_SIZE, EmbeddingResult, TWNEmbedder
 from twn_rag.integration import (
-    DEFAULT_MODEL,
     as_float_lists,
-    encode_named,
     image_input,
     result_metadata,
     shared_embedder_settings,
@@ -80,9 +79,8 @@ class TWNEmbeddings(BaseModel, Embeddings):
         return self
 
     def _encode(self, inputs: Sequence[Any], role: str) -> list[EmbeddingResult]:
-        return encode_named(
-            self.embedder,
-            inputs,
+        return self.embedder.encode(
+            list(inputs),
             role=role,
             budget=self.query_budget if role == "query" else self.document_budget,
             batch_size=self.batch_size,

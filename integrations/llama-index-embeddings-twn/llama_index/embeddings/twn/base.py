@@ -21,12 +21,11 @@ from llama_index.core.instrumentation.events.embedding import EmbeddingEndEvent,
 from llama_index.core.schema import BaseNode, ImageNode, ImageType, MetadataMode
 
 from twn_rag.budget import ReasoningBudget
+from twn_rag.config import DEFAULT_MODEL
 from twn_rag.embedder import DEFAULT_BATCH_SIZE, EmbeddingResult, TWNEmbedder
 from twn_rag.integration import (
-    DEFAULT_MODEL,
     RESULT_METADATA_KEYS,
     as_float_lists,
-    encode_named,
     image_input,
     result_metadata,
     shared_embedder_settings,
@@ -91,11 +90,10 @@ class TWNEmbedding(MultiModalEmbedding):
     def _encode(
         self, inputs: Sequence[Any], role: str, names: Sequence[str] | None = None, show_progress: bool | None = None
     ) -> list[EmbeddingResult]:
-        return encode_named(
-            self._embedder,
-            inputs,
-            names,
+        return self._embedder.encode(
+            list(inputs),
             role=role,
+            names=names,
             budget=self.query_budget if role == "query" else self.document_budget,
             batch_size=self.embed_batch_size,
             show_progress=self.show_progress if show_progress is None else show_progress,
