@@ -33,6 +33,6 @@ def embedder(tiny_ckpt):
 
 @pytest.fixture(scope="session")
 def sample_video(tmp_path_factory):
-    from twn_rag.testing import write_sample_video
+    from twn_rag.samples import write_sample_video
 
     return write_sample_video(tmp_path_factory.mktemp("video") / "clip.mp4", seconds=2.0, fps=8)

@@ -9,12 +9,13 @@ import time
 from pathlib import Path
 
 import pytest
+from support.broken_documents import BROKEN_DOCUMENT_REASONS, write_broken_documents
 from typer.testing import CliRunner
 
 from twn_rag.cli import app
 from twn_rag.index import TWNIndex
 from twn_rag.loaders import FileRef, iter_file_items
-from twn_rag.testing import BROKEN_DOCUMENT_REASONS, make_sample_image, write_broken_documents, write_sample_pdf
+from twn_rag.samples import make_sample_image, write_sample_pdf
 
 
 def _run(*args: str):

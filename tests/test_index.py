@@ -7,7 +7,7 @@ from twn_rag import EmbeddingResult, ReasoningBudget
 from twn_rag.index import IndexMismatchError, IndexNotFoundError, TWNIndex
 from twn_rag.index.manifest import IndexManifest, model_fingerprint
 from twn_rag.loaders import DocumentItem, FileRef, iter_file_items
-from twn_rag.testing import make_sample_image, write_sample_pdf
+from twn_rag.samples import make_sample_image, write_sample_pdf
 
 
 @pytest.fixture(scope="module")

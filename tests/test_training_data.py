@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from twn_rag.testing import make_sample_image
+from twn_rag.samples import make_sample_image
 from twn_rag.training.data import DataFormatError, document_corpus, load_examples, prepare_inputs
 from twn_rag.training.loop import TrainingArguments, batch_indices, training_precision
 from twn_rag.training.loss_log import LossLog

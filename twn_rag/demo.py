@@ -20,7 +20,7 @@ from twn_rag import ReasoningBudget, TWNEmbedder
 from twn_rag.cli.index_commands import describe_budget, print_index_report
 from twn_rag.index import SearchHit, TWNIndex
 from twn_rag.mini import MiniWorld, mini_model_path, mini_world
-from twn_rag.testing import write_sample_pdf, write_video
+from twn_rag.samples import write_sample_pdf, write_video
 
 DEMO_OUTPUT = Path(os.environ.get("TWN_DEMO_OUTPUT", "demo-output"))
 VIDEO_FPS = 4  # each colour is on screen for one second; the index samples one frame a second

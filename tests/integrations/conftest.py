@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from twn_rag.testing import make_sample_image
+from twn_rag.samples import make_sample_image
 
 _DOCUMENT_TEXTS = (
     "The invoice total is the sum of the line items plus tax.",
