@@ -3,8 +3,11 @@
 Everything here is built locally in seconds with no network: a byte-level BPE tokenizer
 trained on a small corpus (``tokenizer``), a randomly initialised tiny multimodal backbone
 (Qwen3-VL by default, Qwen2-VL and Qwen2.5-VL too) with its processor (``backbone``), and a TWN
-checkpoint directory in the released layout (``checkpoint``). ``twn_rag.testing.pytest_plugin``
-holds the fixtures the test suites share; sample media are in ``twn_rag.samples``.
+checkpoint directory in the released layout (``checkpoint``).
+
+For test suites: ``twn_rag.testing.pytest_plugin`` holds the fixtures they share and
+``twn_rag.testing.integrations`` what the framework integrations' tests share (neither is
+imported here: the plugin needs pytest). Sample media are in ``twn_rag.samples``.
 """
 
 from twn_rag.testing.backbone import (
