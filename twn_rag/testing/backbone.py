@@ -34,21 +34,30 @@ class TinyArchitecture:
     video_processor_options: dict = field(default_factory=dict)
 
 
+def _vision_tower(hidden_size: int, **specific) -> dict:
+    """The tiny vision tower of Qwen3-VL and Qwen2.5-VL (Qwen2-VL names its widths otherwise),
+    projecting into a text stack of ``hidden_size``, with the options only one of them takes."""
+    return dict(
+        depth=2,
+        hidden_size=32,
+        intermediate_size=64,
+        num_heads=2,
+        patch_size=TINY_PATCH_SIZE,
+        out_hidden_size=hidden_size,
+        **specific,
+    )
+
+
 TINY_ARCHITECTURES: dict[str, TinyArchitecture] = {
     "qwen3_vl": TinyArchitecture(
         config_class="Qwen3VLConfig",
         model_class="Qwen3VLForConditionalGeneration",
         processor_class="Qwen3VLProcessor",
         video_processor_class="Qwen3VLVideoProcessor",
-        vision_config=lambda hidden_size: dict(
-            depth=2,
-            hidden_size=32,
-            intermediate_size=64,
-            num_heads=2,
-            patch_size=TINY_PATCH_SIZE,
+        vision_config=lambda hidden_size: _vision_tower(
+            hidden_size,
             spatial_merge_size=TINY_MERGE_SIZE,
             temporal_patch_size=TINY_TEMPORAL_PATCH_SIZE,
-            out_hidden_size=hidden_size,
             deepstack_visual_indexes=[0],
             num_position_embeddings=64,
         ),
@@ -69,16 +78,7 @@ TINY_ARCHITECTURES: dict[str, TinyArchitecture] = {
         model_class="Qwen2_5_VLForConditionalGeneration",
         processor_class="Qwen2_5_VLProcessor",
         video_processor_class="Qwen2VLVideoProcessor",
-        vision_config=lambda hidden_size: dict(
-            depth=2,
-            hidden_size=32,
-            intermediate_size=64,
-            num_heads=2,
-            patch_size=TINY_PATCH_SIZE,
-            out_hidden_size=hidden_size,
-            window_size=64,
-            fullatt_block_indexes=[1],
-        ),
+        vision_config=lambda hidden_size: _vision_tower(hidden_size, window_size=64, fullatt_block_indexes=[1]),
     ),
 }
 SUPPORTED_TINY_ARCHITECTURES = tuple(TINY_ARCHITECTURES)
