@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import bench_checkpoint, side_by_side
 
 from twn_rag import ReasoningBudget, TWNEmbedder
-from twn_rag.testing import make_sample_image
+from twn_rag.samples import make_sample_image
 
 BATCH = 8
 TEXTS = [

@@ -31,7 +31,7 @@ from common import BENCH_HIDDEN_SIZE, BENCH_IMAGE_MAX_PIXELS, BENCH_LAYERS, BENC
 from twn_rag import ReasoningBudget, TWNEmbedder
 from twn_rag.index import IngestTimings, TWNIndex
 from twn_rag.loaders import LoaderSettings, load_items
-from twn_rag.testing import write_sample_pdf, write_sample_video
+from twn_rag.samples import write_sample_pdf, write_sample_video
 
 # The loaders render pages and frames at the benchmark model's own image cap.
 IMAGE_MAX_PIXELS = BENCH_IMAGE_MAX_PIXELS

@@ -1,20 +1,20 @@
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
+from support.broken_documents import BROKEN_DOCUMENT_REASONS, write_broken_documents
+from support.chroma_server import free_port, running_chroma_server
 from typer.testing import CliRunner
 
 from twn_rag.cli import app
 from twn_rag.index import TWNIndex
 from twn_rag.loaders import FileRef, iter_file_items
-from twn_rag.testing import BROKEN_DOCUMENT_REASONS, make_sample_image, write_broken_documents, write_sample_pdf
+from twn_rag.samples import make_sample_image, write_sample_pdf
 
 
 def _run(*args: str):
@@ -149,47 +149,11 @@ def test_kill_9_mid_run_then_rerun_finishes_with_no_duplicate_and_no_missing_ite
     assert index.budget("document").ledger.items_seen >= len(expected)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def chroma_server(tmp_path_factory):
-    """A real ``chroma run`` server from the chromadb wheel, on 127.0.0.1 only."""
-    import chromadb
-
-    executable = Path(sys.executable).with_name("chroma")
-    port = _free_port()
-    data = tmp_path_factory.mktemp("chroma-server")
-    log_path = data / "server.log"
-    with open(log_path, "w") as log:
-        server = subprocess.Popen(
-            [str(executable), "run", "--path", str(data / "db"), "--host", "127.0.0.1", "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"chroma run exited with {server.returncode}:\n{log_path.read_text()}")
-            try:
-                chromadb.HttpClient(host="127.0.0.1", port=port).heartbeat()
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"chroma run did not answer within 90 s:\n{log_path.read_text()}")
-                time.sleep(0.25)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+    """A real ``chroma run`` server on 127.0.0.1 only."""
+    with running_chroma_server(tmp_path_factory.mktemp("chroma-server")) as url:
+        yield url
 
 
 def test_index_into_a_chroma_server(tmp_path, good_docs, tiny_ckpt, chroma_server):
@@ -218,5 +182,5 @@ def test_index_into_a_chroma_server(tmp_path, good_docs, tiny_ckpt, chroma_serve
 
 
 def test_unreachable_server_is_a_clear_error(tmp_path):
-    result = _run("info", "--index", str(tmp_path), "--chroma-url", f"http://127.0.0.1:{_free_port()}")
+    result = _run("info", "--index", str(tmp_path), "--chroma-url", f"http://127.0.0.1:{free_port()}")
     assert result.exit_code == 2 and "cannot reach the Chroma server" in result.stderr

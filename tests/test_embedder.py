@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from twn_rag import EmbeddingResult, EmbeddingResults, InvalidInputError, ReasoningBudget
-from twn_rag.testing import make_sample_image
+from twn_rag.samples import make_sample_image
 
 
 @pytest.fixture

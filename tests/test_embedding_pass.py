@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from twn_rag import ReasoningBudget
-from twn_rag.testing import make_sample_image
+from twn_rag.samples import make_sample_image
 from twn_rag.training.data import parse_record
 from twn_rag.training.gate import collect_gate_data
 from twn_rag.training.sft import embedding_loss

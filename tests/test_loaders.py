@@ -4,6 +4,7 @@ import re
 import numpy as np
 import pytest
 from PIL import Image
+from support.broken_documents import BROKEN_DOCUMENT_REASONS, write_broken_documents
 
 from twn_rag.loaders import (
     DocumentItem,
@@ -17,13 +18,7 @@ from twn_rag.loaders import (
     to_llama_index_node,
     to_llama_index_nodes,
 )
-from twn_rag.testing import (
-    BROKEN_DOCUMENT_REASONS,
-    make_sample_image,
-    write_broken_documents,
-    write_sample_pdf,
-    write_sample_video,
-)
+from twn_rag.samples import make_sample_image, write_sample_pdf, write_sample_video
 
 SMALL = LoaderSettings(max_image_pixels=64 * 64, video_fps=2.0)
 

@@ -7,7 +7,8 @@ import torch
 from transformers import AutoModelForImageTextToText
 
 from twn_rag import CheckpointError, ReasoningBudget, TWNEmbedder, UnsupportedArchitectureError
-from twn_rag.testing import build_tiny_twn_checkpoint, make_sample_image
+from twn_rag.samples import make_sample_image
+from twn_rag.testing import build_tiny_twn_checkpoint
 
 ALWAYS = dict(mode="always", max_thought_tokens=5)
 

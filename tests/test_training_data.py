@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from twn_rag.inputs import InvalidInputError
-from twn_rag.testing import make_sample_image
+from twn_rag.samples import make_sample_image
 from twn_rag.training.data import DataFormatError, document_corpus, load_examples, prepare_inputs
 from twn_rag.training.loop import TrainingArguments, batch_indices, training_precision
 from twn_rag.training.loss_log import LossLog

@@ -97,6 +97,23 @@ class ReasoningBudget:
     def tokens_remaining(self) -> int | None:
         return None if self.token_budget is None else self.token_budget - self.ledger.thought_tokens
 
+    def describe(self) -> str:
+        """One line for people: what was spent, then what is allowed."""
+        ledger = self.ledger
+        spent = f"thought {ledger.items_thought}/{ledger.items_seen} items ({ledger.think_ratio:.0%}), "
+        spent += f"{ledger.thought_tokens} thought tokens"
+        allowed = [self.mode]
+        if self.mode == "adaptive":
+            allowed.append(f"gate threshold {self.threshold:.2f}")
+        if self.max_think_ratio is not None:
+            allowed.append(f"think ratio <= {self.max_think_ratio:.2f}")
+        allowed.append(f"<= {self.max_thought_tokens} tokens per thought")
+        if self.token_budget is None:
+            allowed.append("no token budget")
+        else:
+            allowed.append(f"token budget {self.token_budget} ({self.tokens_remaining} left)")
+        return f"{spent}; allowed: {', '.join(allowed)}"
+
     # -- calibration ----------------------------------------------------------------------
     def calibrated(self, gate_scores: Sequence[float], target_ratio: float) -> ReasoningBudget:
         """A copy in adaptive mode whose threshold yields ``target_ratio`` on these scores."""

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from twn_rag import ReasoningBudget, TWNEmbedder
-from twn_rag.cli.index_commands import describe_budget, print_index_report
 from twn_rag.index import SearchHit, TWNIndex
 from twn_rag.mini import MiniWorld, mini_model_path, mini_world
-from twn_rag.testing import write_sample_pdf, write_video
+from twn_rag.samples import write_sample_pdf, write_video
 
 DEMO_OUTPUT = Path(os.environ.get("TWN_DEMO_OUTPUT", "demo-output"))
 VIDEO_FPS = 4  # each colour is on screen for one second; the index samples one frame a second
@@ -90,7 +90,10 @@ def main() -> None:
     index = TWNIndex.open(DEMO_OUTPUT / "index", embedder, query_budget=query_budget, document_budget=DOCUMENT_BUDGET)
     print(f"model: the bundled miniature TWN ({checkpoint}, dim {embedder.dimension}, {embedder.model.dtype})")
     print(f"indexing {documents} into {index.location}")
-    print_index_report(index.add([documents]))
+    report = index.add([documents])
+    print("\n".join(report.summary_lines()))
+    for line in report.failure_lines():
+        print(line, file=sys.stderr)
     for query, expected in demo_queries(world):
         hits = index.search(query, k=3)
         asked = index.last_query
@@ -102,7 +105,7 @@ def main() -> None:
     info = index.info()
     print(f"\nindex: {info.items} items ({', '.join(f'{k}: {v}' for k, v in info.modalities.items())})")
     for role in ("document", "query"):
-        print(f"{role} budget: {describe_budget(info.budgets[role])}")
+        print(f"{role} budget: {info.budgets[role].describe()}")
     print(f"\ntry: twn-rag search 'number 7' --index {DEMO_OUTPUT / 'index'}")
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from twn_rag.config import DEFAULT_MODEL
-from twn_rag.testing import make_sample_image
+from twn_rag.samples import make_sample_image
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = [

@@ -13,7 +13,6 @@ from typing import Annotated
 
 import typer
 
-from twn_rag.budget import ReasoningBudget
 from twn_rag.cli.app import app
 from twn_rag.config import DEFAULT_MODEL
 from twn_rag.embedder import DEFAULT_BATCH_SIZE
@@ -39,44 +38,12 @@ def _reported_errors() -> Iterator[None]:
         raise typer.Exit(USAGE_ERROR) from exc
 
 
-def describe_budget(budget: ReasoningBudget) -> str:
-    """One line: what was spent, then what is allowed."""
-    ledger = budget.ledger
-    spent = f"thought {ledger.items_thought}/{ledger.items_seen} items ({ledger.think_ratio:.0%}), "
-    spent += f"{ledger.thought_tokens} thought tokens"
-    allowed = [budget.mode]
-    if budget.mode == "adaptive":
-        allowed.append(f"gate threshold {budget.threshold:.2f}")
-    if budget.max_think_ratio is not None:
-        allowed.append(f"think ratio <= {budget.max_think_ratio:.2f}")
-    allowed.append(f"<= {budget.max_thought_tokens} tokens per thought")
-    if budget.token_budget is None:
-        allowed.append("no token budget")
-    else:
-        allowed.append(f"token budget {budget.token_budget} ({budget.tokens_remaining} left)")
-    return f"{spent}; allowed: {', '.join(allowed)}"
-
-
 def print_index_report(report: IndexReport) -> None:
-    """The summary of an indexing run: counts, time split, budget, then each skip and failure."""
-    timings = report.timings
-    typer.echo(
-        f"indexed {report.files_indexed} files ({report.items_added} items added, "
-        f"{report.items_removed} old items removed), {report.files_unchanged} unchanged, "
-        f"{len(report.skipped)} skipped, {len(report.failures)} failed"
-    )
-    line = f"time: {timings.wall_s:.2f} s"
-    if timings.embed_s > 0:
-        line += (
-            f"; embed {timings.embed_s:.2f} s, load {timings.load_s:.2f} s (overlapped with embedding), "
-            f"store {timings.store_s:.2f} s; {timings.non_embed_wall_share:.0%} of the time not embedding"
-        )
-    typer.echo(line)
-    if report.document_budget is not None:
-        typer.echo(f"document budget: {describe_budget(report.document_budget)}")
-    for label, entries in (("skipped", report.skipped), ("FAILED", report.failures)):
-        for entry in entries:
-            typer.echo(f"{label} {entry.path}: {entry.reason}", err=label == "FAILED")
+    """The summary of an indexing run on stdout, each failed file on stderr."""
+    for line in report.summary_lines():
+        typer.echo(line)
+    for line in report.failure_lines():
+        typer.echo(line, err=True)
 
 
 @app.command("index")
@@ -185,7 +152,7 @@ def info_command(
     typer.echo(f"model: {info.model_id} (dimension {info.dimension})")
     typer.echo(f"items: {info.items} from {info.sources} sources ({modalities})")
     for role in ("document", "query"):
-        typer.echo(f"{role} budget: {describe_budget(info.budgets[role])}")
+        typer.echo(f"{role} budget: {info.budgets[role].describe()}")
 
 
 @app.command("delete")

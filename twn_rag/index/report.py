@@ -58,6 +58,31 @@ class IndexReport:
     def ok(self) -> bool:
         return not self.failures
 
+    def summary_lines(self) -> list[str]:
+        """For people: the counts, the time split, the document budget, then one
+        ``skipped path: reason`` line per skipped file."""
+        timings = self.timings
+        lines = [
+            f"indexed {self.files_indexed} files ({self.items_added} items added, "
+            f"{self.items_removed} old items removed), {self.files_unchanged} unchanged, "
+            f"{len(self.skipped)} skipped, {len(self.failures)} failed"
+        ]
+        time_line = f"time: {timings.wall_s:.2f} s"
+        if timings.embed_s > 0:
+            time_line += (
+                f"; embed {timings.embed_s:.2f} s, load {timings.load_s:.2f} s (overlapped with embedding), "
+                f"store {timings.store_s:.2f} s; {timings.non_embed_wall_share:.0%} of the time not embedding"
+            )
+        lines.append(time_line)
+        if self.document_budget is not None:
+            lines.append(f"document budget: {self.document_budget.describe()}")
+        lines += [f"skipped {entry.path}: {entry.reason}" for entry in self.skipped]
+        return lines
+
+    def failure_lines(self) -> list[str]:
+        """One ``FAILED path: reason`` line per file that failed (for stderr)."""
+        return [f"FAILED {entry.path}: {entry.reason}" for entry in self.failures]
+
 
 @dataclass
 class IndexInfo:

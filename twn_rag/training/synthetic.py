@@ -33,7 +33,7 @@ def write_toy_dataset(
     ``directory/images``, referenced by a relative path); with ``with_thoughts`` every query
     and every other positive has a reference thought. Returns the JSONL path.
     """
-    from twn_rag.testing import make_sample_image
+    from twn_rag.samples import make_sample_image
 
     if not 1 <= num_examples <= len(TOY_PAIRS):
         raise ValueError(f"num_examples must be within 1..{len(TOY_PAIRS)}, got {num_examples}")

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from integration_helpers import always, never, top_ids, with_loop_ticks
 from llama_index.core import Document, StorageContext, VectorStoreIndex
 from llama_index.core.embeddings import MultiModalEmbedding
 from llama_index.core.indices import MultiModalVectorStoreIndex
@@ -23,8 +22,9 @@ from pydantic import ValidationError
 
 from twn_rag import InvalidInputError, ReasoningBudget
 from twn_rag.integration import GATE_SCORE_KEY, RESULT_METADATA_KEYS, THOUGHT_KEY, THOUGHT_TOKENS_KEY
+from twn_rag.testing.integrations import always, never, top_ids, with_loop_ticks
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[2] / "integrations" / "llama-index-embeddings-twn"
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture

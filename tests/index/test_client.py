@@ -6,7 +6,7 @@ import pytest
 
 from twn_rag import ReasoningBudget
 from twn_rag.index import TWNIndex
-from twn_rag.testing import write_sample_pdf
+from twn_rag.samples import write_sample_pdf
 
 
 @pytest.fixture

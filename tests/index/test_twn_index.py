@@ -1,13 +1,15 @@
+"""``TWNIndex`` (``twn_rag/index/twn_index.py``): adding files, searching, info, deleting,
+re-runs, resumes, budgets across reopening, damaged files and video clips."""
+
 import shutil
 
 import numpy as np
 import pytest
 
-from twn_rag import EmbeddingResult, ReasoningBudget
+from twn_rag import ReasoningBudget
 from twn_rag.index import IndexMismatchError, IndexNotFoundError, TWNIndex
-from twn_rag.index.manifest import IndexManifest, model_fingerprint
-from twn_rag.loaders import DocumentItem, FileRef, iter_file_items
-from twn_rag.testing import make_sample_image, write_sample_pdf
+from twn_rag.loaders import FileRef, iter_file_items
+from twn_rag.samples import make_sample_image, write_sample_pdf
 
 
 @pytest.fixture(scope="module")
@@ -29,11 +31,6 @@ def _expected_ids(index, *paths):
 
 def _all_records(index):
     return index._collection.get(include=["metadatas"])
-
-
-@pytest.fixture
-def index(tmp_path, embedder):
-    return TWNIndex.open(tmp_path / "index", embedder, document_budget=ReasoningBudget(max_thought_tokens=4))
 
 
 def test_add_search_info_delete(index, docs):
@@ -140,60 +137,12 @@ def test_budget_is_stored_and_enforced_across_reopen(tmp_path, embedder, docs):
     assert raised.ledger == after and TWNIndex.open(tmp_path / "idx").budget("document").token_budget == 100
 
 
-def test_collection_metadata_is_scalar_json(index):
-    metadata = index._client.get_collection(index.name).metadata
-    assert all(isinstance(value, (str, int)) for value in metadata.values())
-    manifest = IndexManifest.from_metadata(metadata)
-    assert manifest.dimension == index.embedder.dimension
-    assert manifest.fingerprint == model_fingerprint(index.embedder) and len(manifest.fingerprint) == 32
-    assert manifest.budgets["document"].max_thought_tokens == 4
-
-
-def test_other_model_or_dimension_is_refused(index, tiny_ckpt, tmp_path, embedder):
-    from twn_rag.testing import build_tiny_twn_checkpoint
-
-    # The same checkpoint elsewhere is the same model (compared by fingerprint, not path)...
-    moved = tmp_path / "moved-twn"
-    shutil.copytree(tiny_ckpt, moved, ignore=shutil.ignore_patterns("backbone"))
-    assert TWNIndex.open(index.index_dir, str(moved)).embedder.model_id == str(moved)
-    # ...another one (same backbone, other adapters, queries and gate) is not.
-    other = build_tiny_twn_checkpoint(tmp_path / "other-twn", backbone_dir=tiny_ckpt / "backbone", seed=1)
-    with pytest.raises(IndexMismatchError, match="was built with model .*other weights"):
-        TWNIndex.open(index.index_dir, str(other))
-    wrong = [EmbeddingResult(np.ones(embedder.dimension + 1, np.float32), None, 0, 0.1)]
-    with pytest.raises(IndexMismatchError, match="dimension"):
-        index.store([DocumentItem(id="x", text="x", metadata={"source": "x"})], wrong)
-    assert index.count() == 0
-
-
 def test_opening_a_missing_index_without_a_model_fails_clearly(tmp_path):
     with pytest.raises(IndexNotFoundError, match="no twn-rag index"):
         TWNIndex.open(tmp_path / "nothing")
     assert not (tmp_path / "nothing").exists()
     with pytest.raises(ValueError, match="collection name 'ab' is not valid"):
         TWNIndex.open(tmp_path / "nothing", collection="ab")
-
-
-def test_more_items_than_chromas_max_batch(index):
-    """The write path of ``add`` (``store``) with precomputed vectors: 6,001 records go through
-    real Chroma in slices within its max batch size, and writing them again adds nothing."""
-    max_batch = index._client.get_max_batch_size()
-    n = max_batch + 540
-    rng = np.random.default_rng(0)
-    vectors = rng.standard_normal((n, index.manifest.dimension)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    items = [
-        DocumentItem(id=f"item-{i:05d}", text=f"text {i}", metadata={"source": "bulk", "page": i}) for i in range(n)
-    ]
-    results = [EmbeddingResult(v, None, 0, 0.0) for v in vectors]
-    index.store(items, results)
-    assert index.count() == n > 6000
-    index.store(items, results)
-    assert index.count() == n
-    top = index._collection.query(query_embeddings=vectors[1234:1235], n_results=1)
-    assert top["ids"][0] == ["item-01234"]
-    assert index.info().items == n
-    assert index.delete_source("bulk") == 0  # "bulk" is not a path under the cwd
 
 
 def test_damage_part_way_keeps_the_pages_before_it(index, tmp_path, monkeypatch):

@@ -1,5 +1,7 @@
-"""Helpers the integration tests share: short budgets, a brute-force ranking, and a check
-that async work leaves the event loop free."""
+"""What the tests of the framework integrations (``integrations/*/tests/``) share: short
+budgets, a brute-force ranking, and a check that async work leaves the event loop free."""
+
+from __future__ import annotations
 
 import numpy as np
 
@@ -7,10 +9,12 @@ from twn_rag import ReasoningBudget
 
 
 def never() -> ReasoningBudget:
+    """A budget under which nothing thinks."""
     return ReasoningBudget(mode="never")
 
 
 def always(tokens: int = 4) -> ReasoningBudget:
+    """A budget under which every input thinks, at most ``tokens`` tokens each."""
     return ReasoningBudget(mode="always", max_thought_tokens=tokens)
 
 
