@@ -54,6 +54,18 @@ def image_input(source: Any) -> dict[str, Any]:
     return {"image": source}
 
 
+def text_and_image_input(text: str, image: Any | None) -> Any:
+    """The ``encode`` input for a document's ``text`` with an optional ``image`` (see
+    ``image_input``): the text alone when there is no image (``encode`` refuses an empty one,
+    naming it), else the image with the text beside it, so both are embedded as one input."""
+    if image is None:
+        return text
+    item = image_input(image)
+    if text.strip():
+        item["text"] = text
+    return item
+
+
 def describe_input(item: Any) -> str:
     """A short human description of an ``encode`` input, for error messages."""
     if isinstance(item, dict) and "image" in item:
