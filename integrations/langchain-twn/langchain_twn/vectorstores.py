@@ -139,7 +139,7 @@ class TWNChroma(Chroma):
         self,
         uri: str,
         k: int = DEFAULT_K,
-        filter: dict[str, str] | None = None,  # noqa: A002 - Chroma's name
+        filter: dict[str, str] | None = None,
         **kwargs: Any,
     ) -> list[Document]:
         """``Chroma.similarity_search_by_image``; with ``TWNEmbeddings`` the image is embedded
@@ -153,7 +153,7 @@ class TWNChroma(Chroma):
         self,
         uri: str,
         k: int = DEFAULT_K,
-        filter: dict[str, str] | None = None,  # noqa: A002 - Chroma's name
+        filter: dict[str, str] | None = None,
         **kwargs: Any,
     ) -> list[tuple[Document, float]]:
         """``Chroma.similarity_search_by_image_with_relevance_score``; with ``TWNEmbeddings``
