@@ -108,6 +108,36 @@ def test_add_images_and_update_documents_embed_as_documents_and_record_thoughts(
     np.testing.assert_allclose(updated, joint.vector, atol=1e-5)
 
 
+def test_a_missing_image_is_named_and_nothing_is_stored(embedder, chroma_client, documents, tmp_path):
+    model = TWNEmbeddings(embedder=embedder, document_budget=never())
+    store = TWNChroma(collection_name="missing", embedding_function=model, client=chroma_client)
+    gone = Document(page_content="a page", metadata={"image_path": str(tmp_path / "gone.png")})
+    with pytest.raises(InvalidInputError, match=r"input 1: image .*gone.png: image file not found"):
+        store.add_documents([documents[0], gone])
+    assert chroma_client.get_collection("missing").count() == 0
+
+
+def test_the_constructor_is_chromas_and_an_explicit_space_is_kept(embedder, tmp_path):
+    model = TWNEmbeddings(embedder=embedder)
+    persisted = TWNChroma("on-disk", model, persist_directory=str(tmp_path / "chroma"))  # positional, as Chroma
+    assert persisted._collection.configuration["hnsw"]["space"] == "cosine"
+    chosen = TWNChroma(
+        collection_name="chosen",
+        embedding_function=model,
+        client=persisted._client,
+        collection_configuration={"hnsw": {"space": "ip"}},
+    )
+    legacy = TWNChroma(
+        collection_name="legacy",
+        embedding_function=model,
+        client=persisted._client,
+        collection_metadata={"hnsw:space": "ip"},
+    )
+    assert (
+        chosen._collection.configuration["hnsw"]["space"] == legacy._collection.configuration["hnsw"]["space"] == "ip"
+    )
+
+
 # -- searching --------------------------------------------------------------------------------------
 @pytest.fixture
 def filled(embedder, chroma_client, documents):

@@ -7,7 +7,8 @@ With a ``TWNEmbeddings`` the store
   can be stored;
 - embeds query texts and query images with the query role and query budget
   (``similarity_search_by_image`` goes through ``TWNEmbeddings.embed_query_image``);
-- creates its collection in cosine space (unless a ``collection_configuration`` is given);
+- creates its collection in cosine space (unless a ``collection_configuration``, or an
+  ``hnsw:space`` in ``collection_metadata``, chooses another);
 - gives relevance scores in 0..1: the cosine similarity of the (L2-normalised) vectors, which is
   ``1 - distance`` in cosine space, with negative similarities clipped to 0;
 - records each document's thought, gate score and thought tokens in its record metadata
@@ -37,6 +38,8 @@ from twn_rag.integration import as_float_lists, result_metadata
 IMAGE_PATH_KEY = "image_path"
 
 _CHROMA_INIT = inspect.signature(Chroma.__init__)
+# Chroma's older way to choose the space, in the collection metadata; a configuration would override it.
+_LEGACY_SPACE_KEY = "hnsw:space"
 
 
 def cosine_relevance(distance: float, space: str = "cosine") -> float:
@@ -56,11 +59,14 @@ class TWNChroma(Chroma):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         bound = _CHROMA_INIT.bind(self, *args, **kwargs)
         arguments = bound.arguments
-        if isinstance(arguments.get("embedding_function"), TWNEmbeddings) and not arguments.get(
-            "collection_configuration"
-        ):
+        space_chosen = arguments.get("collection_configuration") or _LEGACY_SPACE_KEY in (
+            arguments.get("collection_metadata") or {}
+        )
+        if isinstance(arguments.get("embedding_function"), TWNEmbeddings) and not space_chosen:
             arguments["collection_configuration"] = COSINE_CONFIGURATION
         super().__init__(*bound.args[1:], **bound.kwargs)
+
+    __init__.__signature__ = _CHROMA_INIT  # type: ignore[attr-defined]  # what help() and IDEs show
 
     @property
     def _twn_embeddings(self) -> TWNEmbeddings | None:
