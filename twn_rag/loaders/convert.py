@@ -1,4 +1,4 @@
-"""Conversions of ``DocumentItem``s to LlamaIndex nodes and LangChain documents.
+"""Conversions of ``DocumentItem``s to LlamaIndex nodes and documents, and LangChain documents.
 
 The frameworks are imported lazily: each is needed only by the conversion that targets it.
 Image items carry the image *path* (``ImageNode.image_path``, ``metadata["image_path"]``),

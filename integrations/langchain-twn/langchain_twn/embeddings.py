@@ -125,8 +125,9 @@ class TWNEmbeddings(BaseModel, Embeddings):
 
     @property
     def last_results(self) -> list[EmbeddingResult]:
-        """Per input of the last ``embed_documents`` / ``embed_image`` / ``encode_documents`` call: ``.thought``
-        (``None`` when it did not think), ``.gate_score``, ``.thought_tokens``, ``.vector``."""
+        """Per input of the last ``embed_documents`` / ``embed_image`` / ``encode_documents``
+        call: ``.thought`` (``None`` when it did not think), ``.gate_score``, ``.thought_tokens``,
+        ``.vector``."""
         return list(self._last_results)
 
     @property
