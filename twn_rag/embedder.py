@@ -280,3 +280,14 @@ class TWNEmbedder:
                 found[i] = (text, count)
                 self.thought_cache.put(keys[i], text, count)
         return found  # type: ignore[return-value]
+
+    # -- pickling ---------------------------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        """Everything but the encode lock, which cannot be pickled (a copy gets its own)."""
+        state = self.__dict__.copy()
+        del state["_encode_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._encode_lock = threading.Lock()

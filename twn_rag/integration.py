@@ -48,6 +48,18 @@ def image_input(source: Any) -> dict[str, Any]:
     return {"image": source}
 
 
+def text_and_image_input(text: str, image: Any | None) -> Any:
+    """The ``encode`` input for a document's ``text`` with an optional ``image`` (see
+    ``image_input``): the text alone when there is no image (``encode`` refuses an empty one,
+    naming it), else the image with the text beside it, so both are embedded as one input."""
+    if image is None:
+        return text
+    item = image_input(image)
+    if text.strip():
+        item["text"] = text
+    return item
+
+
 def shared_embedder_settings(
     embedder: TWNEmbedder, model_name: str | None, device: str | None, dtype: str | None
 ) -> dict[str, str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from twn_rag.config import DEFAULT_MODEL
-from twn_rag.samples import make_sample_image
+from twn_rag.samples import make_sample_image, write_sample_pdf, write_sample_video
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = [
@@ -16,6 +16,7 @@ EXAMPLES = [
     ("README.md", "LangChain"),
     ("integrations/llama-index-embeddings-twn/README.md", None),
     ("integrations/langchain-twn/README.md", None),
+    ("integrations/llama-index-readers-twn/README.md", None),
 ]
 
 
@@ -56,6 +57,8 @@ def test_readme_example_runs(readme, section, tiny_ckpt, tmp_path, monkeypatch, 
     assert any(f'"{DEFAULT_MODEL}"' in block for block in blocks), "the example should name the released model"
     monkeypatch.chdir(tmp_path)
     make_sample_image((96, 64), seed=5).save("chart.png")
+    write_sample_pdf("manual.pdf", 3)
+    write_sample_video("clip.mp4", seconds=2.0, fps=4)
     namespace: dict = {"__name__": "__readme__"}
     for number, block in enumerate(blocks):
         code = block.replace(f'"{DEFAULT_MODEL}"', repr(str(tiny_ckpt)))

@@ -1,4 +1,4 @@
-"""Conversions of ``DocumentItem``s to LlamaIndex nodes and LangChain documents.
+"""Conversions of ``DocumentItem``s to LlamaIndex nodes and documents, and LangChain documents.
 
 The frameworks are imported lazily: each is needed only by the conversion that targets it.
 Image items carry the image *path* (``ImageNode.image_path``, ``metadata["image_path"]``),
@@ -16,8 +16,9 @@ from twn_rag.loaders.items import DocumentItem
 # Bookkeeping keys an LLM or a text embedding model has no use for.
 TECHNICAL_METADATA_KEYS = ("content_hash", "image_path", "source_type", "page_width_pt", "page_height_pt")
 # Kept for the LLM (it can cite the file) but not embedded: the absolute path says where the
-# file sits on this machine, and the same page must embed the same wherever it is loaded from.
-LOCATION_METADATA_KEYS = ("source",)
+# file sits on this machine, and the same page must embed the same wherever it is loaded from
+# (``file_path`` is the same path as LlamaIndex's ``SimpleDirectoryReader`` records it).
+LOCATION_METADATA_KEYS = ("source", "file_path")
 
 
 def _require_image_path(item: DocumentItem) -> str | None:
@@ -31,31 +32,58 @@ def _metadata(item: DocumentItem) -> dict[str, Any]:
     return {**item.metadata, "modality": item.modality}
 
 
+def _import_llama_index_schema():
+    try:
+        from llama_index.core import schema
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("LlamaIndex conversions need llama-index-core: pip install llama-index-core") from exc
+    return schema
+
+
+def _llama_index_fields(item: DocumentItem, extra_metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a LlamaIndex node or document of ``item`` holds: id, text, metadata (``extra_metadata``
+    merged over the item's, as LlamaIndex readers merge ``extra_info``), the keys hidden from the
+    embed and LLM text, the source file as ``ref_doc_id``, and the image path (``None`` for text)."""
+    schema = _import_llama_index_schema()
+    image_path = _require_image_path(item)
+    metadata = {**_metadata(item), **(extra_metadata or {})}
+    excluded = [key for key in TECHNICAL_METADATA_KEYS if key in metadata]
+    location = [key for key in LOCATION_METADATA_KEYS if key in metadata]
+    fields: dict[str, Any] = dict(
+        id_=item.id,
+        text=item.text,
+        metadata=metadata,
+        excluded_embed_metadata_keys=[*excluded, *location],
+        excluded_llm_metadata_keys=excluded,
+    )
+    if "source" in item.metadata:  # so that index.delete_ref_doc(source) removes every page of the file
+        source = schema.RelatedNodeInfo(node_id=str(item.metadata["source"]))
+        fields["relationships"] = {schema.NodeRelationship.SOURCE: source}
+    if image_path is not None:
+        fields["image_path"] = image_path
+        fields["image_mimetype"] = "image/jpeg" if image_path.lower().endswith((".jpg", ".jpeg")) else None
+    return fields
+
+
 def to_llama_index_node(item: DocumentItem):
-    """A ``TextNode`` for a text-only item, else an ``ImageNode`` with ``image_path`` set.
+    """A ``TextNode`` for a text-only item, else an ``ImageNode`` with ``image_path`` set; its
+    ``ref_doc_id`` is the source file.
 
     The embed text holds the item's text and its descriptive metadata (file name, page or
     timestamp, modality), never its absolute ``source`` path, so a file embeds the same
     wherever it is stored; the LLM text keeps ``source``."""
-    try:
-        from llama_index.core.schema import ImageNode, TextNode
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("to_llama_index_node needs llama-index-core: pip install llama-index-core") from exc
+    schema = _import_llama_index_schema()
+    fields = _llama_index_fields(item)
+    return schema.ImageNode(**fields) if "image_path" in fields else schema.TextNode(**fields)
 
-    image_path = _require_image_path(item)
-    excluded = [key for key in TECHNICAL_METADATA_KEYS if key in item.metadata]
-    location = [key for key in LOCATION_METADATA_KEYS if key in item.metadata]
-    common = dict(
-        id_=item.id,
-        text=item.text,
-        metadata=_metadata(item),
-        excluded_embed_metadata_keys=[*excluded, *location],
-        excluded_llm_metadata_keys=excluded,
-    )
-    if image_path is None:
-        return TextNode(**common)
-    mimetype = "image/jpeg" if image_path.lower().endswith((".jpg", ".jpeg")) else None
-    return ImageNode(**common, image_path=image_path, image_mimetype=mimetype)
+
+def to_llama_index_document(item: DocumentItem, extra_metadata: dict[str, Any] | None = None):
+    """What a LlamaIndex reader returns for ``item``: an ``ImageDocument`` (a plain ``Document``
+    for text) with the fields of ``to_llama_index_node``. Node parsers turn an ``ImageDocument``
+    into ``ImageNode``s that keep its image path, metadata exclusions and ``ref_doc_id``."""
+    schema = _import_llama_index_schema()
+    fields = _llama_index_fields(item, extra_metadata)
+    return schema.ImageDocument(**fields) if "image_path" in fields else schema.Document(**fields)
 
 
 def to_llama_index_nodes(items: Iterable[DocumentItem]) -> list:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from twn_rag.samples import make_sample_image
+from twn_rag.samples import make_sample_image, write_sample_video
 from twn_rag.testing.checkpoint import build_tiny_twn_checkpoint
 
 # The tiny test models gain nothing from intra-op threads, and on a busy 2-core machine two
@@ -59,6 +59,12 @@ def image_files(tmp_path_factory) -> list[Path]:
         make_sample_image((64 + 16 * seed, 48), seed=seed).save(path)
         paths.append(path)
     return paths
+
+
+@pytest.fixture(scope="session")
+def sample_video(tmp_path_factory) -> Path:
+    """A 2 s, 8 fps MP4 clip."""
+    return write_sample_video(tmp_path_factory.mktemp("video") / "clip.mp4", seconds=2.0, fps=8)
 
 
 @pytest.fixture

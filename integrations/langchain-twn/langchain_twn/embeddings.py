@@ -1,8 +1,10 @@
 """``TWNEmbeddings``: a Think-When-Needed TWN model as a LangChain ``Embeddings``.
 
-A thin adapter: ``embed_query`` is ``TWNEmbedder.encode`` with the query role and
-``query_budget``; ``embed_documents`` and ``embed_image`` use the document role and
-``document_budget``. The async forms are LangChain's defaults, which run in a thread.
+A thin adapter: ``embed_query`` and ``embed_query_image`` are ``TWNEmbedder.encode`` with the
+query role and ``query_budget``; ``embed_documents``, ``embed_image`` and ``encode_documents``
+(text and image jointly) use the document role and ``document_budget``. Every call goes through
+one method (``_encode``), so the budgets apply to all of them. The async forms are LangChain's
+defaults, which run in a thread.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from twn_rag.integration import (
     image_input,
     result_metadata,
     shared_embedder_settings,
+    text_and_image_input,
 )
 
 
@@ -87,10 +90,20 @@ class TWNEmbeddings(BaseModel, Embeddings):
             show_progress=self.show_progress,
         )
 
+    def encode_documents(self, texts: Sequence[str], images: Sequence[Any] | None = None) -> list[EmbeddingResult]:
+        """Embed documents: ``texts[i]`` alone, or with ``images[i]`` (a path, bytes, a
+        ``BytesIO`` or a PIL image; ``None`` for none) as one joint input. Returns the full
+        results (vector, thought, gate score, thought tokens), which also become ``last_results``."""
+        images = [None] * len(texts) if images is None else list(images)
+        if len(images) != len(texts):
+            raise ValueError(f"got {len(texts)} texts but {len(images)} images; pass one image (or None) per text")
+        inputs = [text_and_image_input(text, image) for text, image in zip(texts, images)]
+        self._last_results = self._encode(inputs, "document")
+        return list(self._last_results)
+
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed ``texts`` as documents; their results become ``last_results``."""
-        self._last_results = self._encode(texts, "document")
-        return as_float_lists(self._last_results)
+        return as_float_lists(self.encode_documents(texts))
 
     def embed_query(self, text: str) -> list[float]:
         """Embed ``text`` as a query (``last_results`` is left alone)."""
@@ -101,13 +114,18 @@ class TWNEmbeddings(BaseModel, Embeddings):
 
         The name and the ``uris`` argument are what ``langchain_chroma`` (``uris=``) and
         chromadb (positionally) look for."""
-        self._last_results = self._encode([image_input(uri) for uri in uris], "document")
-        return as_float_lists(self._last_results)
+        return as_float_lists(self.encode_documents([""] * len(uris), uris))
+
+    def embed_query_image(self, uri: str) -> list[float]:
+        """Embed an image file (path) as a query, under the query role and ``query_budget``
+        (``last_results`` is left alone): what ``TWNChroma.similarity_search_by_image`` uses."""
+        return as_float_lists(self._encode([image_input(uri)], "query"))[0]
 
     @property
     def last_results(self) -> list[EmbeddingResult]:
-        """Per input of the last ``embed_documents`` / ``embed_image`` call: ``.thought``
-        (``None`` when it did not think), ``.gate_score``, ``.thought_tokens``, ``.vector``."""
+        """Per input of the last ``embed_documents`` / ``embed_image`` / ``encode_documents``
+        call: ``.thought`` (``None`` when it did not think), ``.gate_score``, ``.thought_tokens``,
+        ``.vector``."""
         return list(self._last_results)
 
     @property
