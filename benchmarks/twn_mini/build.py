@@ -30,25 +30,31 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from pretrain import build_pretrained_backbone, fact_recall
+from measure import budget_rows, document_curve, embed_split, gain_share
+from pretrain import build_pretrained_backbone, fact_recall, ticket_recall
 from task import COLOUR_RGB, NUM_CARDS, build_world, write_jsonl
 
-from twn_rag import ReasoningBudget, TWNConfig, TWNEmbedder, calibrate
-from twn_rag.evaluation import evaluate
+from twn_rag import TWNConfig, TWNEmbedder
 from twn_rag.mini import WORLD_FILENAME
-from twn_rag.training import GateArguments, RLArguments, SFTArguments, load_examples, train_gate, train_rl, train_sft
+from twn_rag.training import GateArguments, RLArguments, SFTArguments, train_gate, train_rl, train_sft
 
 logger = logging.getLogger("twn_mini")
 
 REPO = Path(__file__).resolve().parents[2]
 ASSET_DIR = REPO / "twn_rag" / "assets" / "twn-mini"
+# The world is always seed 0 (the demo and the docs name its entities); a build seed changes
+# every random draw of training (initialisation, batches, sampling).
+WORLD_SEED = 0
 SEED = 0
 MAX_THOUGHT_TOKENS = 24
-CALIBRATION_RATIOS = (0.3, 0.5, 0.7)
 SFT_EPOCHS = 60
+# Gate label: thinking raises the margin by more than this.
+GATE_DELTA = 0.02
+RESULTS_FILENAME = "results.json"
 # The shipped threshold makes this fraction of the validation queries think.
 GATE_THINK_RATE = 0.3
 MINI_CONFIG = dict(
@@ -74,14 +80,16 @@ def stage(path: Path, name: str, fn):
     return result
 
 
-def build(work: Path) -> Path:
-    world = build_world(SEED)
+def build(work: Path, seed: int = SEED) -> Path:
+    world = build_world(WORLD_SEED)
     data = work / "data"
     stage(data / "test.jsonl", "data", lambda: write_jsonl(world, data))
     backbone = work / "backbone"
-    stage(backbone / "config.json", "pretrain", lambda: build_pretrained_backbone(world, backbone, seed=SEED))
-    logger.info("backbone fact recall: %.2f", fact_recall(backbone, world))
-    common = dict(device="cpu", dtype="float32", seed=SEED, show_progress=False)
+    stage(backbone / "config.json", "pretrain", lambda: build_pretrained_backbone(world, backbone, seed=seed))
+    logger.info(
+        "backbone recall: cards %.2f, ticket owners %.2f", fact_recall(backbone, world), ticket_recall(backbone, world)
+    )
+    common = dict(device="cpu", dtype="float32", seed=seed, show_progress=False)
     sft = work / "sft"
     stage(
         sft / "gate_mlp.pt",
@@ -103,7 +111,7 @@ def build(work: Path) -> Path:
             lora_rank=16,
             lora_alpha=32,
             gate_hidden=64,
-            seed=SEED,
+            seed=seed,
         ),
     )
     gate = work / "gate"
@@ -120,8 +128,9 @@ def build(work: Path) -> Path:
                 batch_size=32,
                 learning_rate=1e-3,
                 weight_decay=0.1,
-                delta=0.02,
+                delta=GATE_DELTA,
                 target_think_rate=GATE_THINK_RATE,
+                roles=("query", "document"),
                 **common,
             ),
         ),
@@ -149,47 +158,72 @@ def build(work: Path) -> Path:
 
 
 def report(checkpoint: Path, data: Path) -> dict:
-    """Test-split results: never, always, adaptive at the gate's threshold and at thresholds
-    calibrated on the validation split's gate scores."""
+    """Test-split results (never read before this step): never / always / adaptive / oracle
+    with both roles thinking, the document think-ratio curve (queries adaptive), gate AUC per
+    role, and per query kind Recall@1 never -> always."""
     embedder = TWNEmbedder.from_pretrained(checkpoint, device="cpu", dtype="float32")
-    validation = load_examples(data / "validation.jsonl")
-    scores = [
-        r.gate_score
-        for r in embedder.encode([e.query for e in validation], role="query", budget=ReasoningBudget(mode="never"))
-    ]
-    test = data / "test.jsonl"
-    rows = {}
-    base = evaluate(embedder, test, ["never", "always", "adaptive"], think_roles=["query"])
-    rows.update(
-        {
-            m if m != "adaptive" else f"adaptive (gate threshold {r.query_threshold:.2f})": r
-            for m, r in base.modes.items()
-        }
-    )
-    for ratio in CALIBRATION_RATIOS:
-        threshold = calibrate(scores, ratio)
-        result = evaluate(embedder, test, ["adaptive"], think_roles=["query"], threshold=threshold).modes["adaptive"]
-        rows[f"adaptive (validation think-rate {ratio:.0%}, threshold {threshold:.3g})"] = result
-    return {"queries": base.queries, "documents": base.documents, "rows": rows}
+    split = embed_split(embedder, data / "test.jsonl")
+    threshold = embedder.config.gate_threshold
+    rows = budget_rows(split, threshold, GATE_DELTA)
+    never_ranks = split.ranks(np.zeros(len(split.positives), bool), np.zeros(len(split.document_names), bool))
+    always_ranks = split.ranks(np.ones(len(split.positives), bool), np.ones(len(split.document_names), bool))
+    kinds = {
+        kind: (
+            float(np.mean([never_ranks[i] == 1 for i in range(len(split.kinds)) if split.kinds[i] == kind])),
+            float(np.mean([always_ranks[i] == 1 for i in range(len(split.kinds)) if split.kinds[i] == kind])),
+        )
+        for kind in dict.fromkeys(split.kinds)
+    }
+    return {
+        "queries": len(split.positives),
+        "documents": len(split.document_names),
+        "threshold": threshold,
+        "rows": rows,
+        "curve": document_curve(split, threshold),
+        "gate_auc": split.gate_auc(GATE_DELTA),
+        "kinds": kinds,
+    }
 
 
-def print_table(results: dict) -> str:
+def format_results(results: dict) -> str:
+    """The results as markdown tables."""
     lines = [
-        f"test split: {results['queries']} queries, {results['documents']} documents",
-        "| mode | Recall@1 | MRR | think-rate | thought tokens / query | wall time s |",
-        "| --- | --- | --- | --- | --- | --- |",
+        f"test split: {results['queries']} queries, {results['documents']} documents; "
+        f"gate threshold {results['threshold']:.3f}; gate AUC query "
+        f"{_number(results['gate_auc']['query'])}, document {_number(results['gate_auc']['document'])}",
+        "",
+        "| mode | Recall@1 | MRR | query think-rate | document think-rate | query tokens | document tokens |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, r in results["rows"].items():
-        lines.append(
-            f"| {name} | {r.recall_at_1:.3f} | {r.mrr:.3f} | {r.query_think_rate:.0%} | "
-            f"{r.query_mean_thought_tokens:.1f} | {r.wall_time_s:.2f} |"
-        )
-    text = "\n".join(lines)
-    print(text)
-    return text
+        lines.append(_row(name, r))
+    lines += [
+        "",
+        "document think ratio (queries adaptive):",
+        "",
+        "| ratio | Recall@1 | MRR | query think-rate | document think-rate | query tokens | document tokens |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    lines += [_row(f"{ratio:g}", r) for ratio, r in results["curve"]]
+    share = gain_share(results["curve"], 0.25)
+    lines += ["", f"share of the always-think document gain at ratio 0.25: {_number(share)}", ""]
+    lines += ["Recall@1 by query kind, never -> always:", ""]
+    lines += [f"- {kind}: {a:.2f} -> {b:.2f}" for kind, (a, b) in results["kinds"].items()]
+    return "\n".join(lines)
 
 
-def ship(checkpoint: Path, backbone: Path) -> None:
+def _row(name: str, r: dict) -> str:
+    return (
+        f"| {name} | {r['recall_at_1']:.3f} | {r['mrr']:.3f} | {r['query_think_rate']:.0%} | "
+        f"{r['document_think_rate']:.0%} | {r['query_tokens']} | {r['document_tokens']} |"
+    )
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def ship(checkpoint: Path, backbone: Path, seed: int) -> None:
     """Copy the checkpoint and its backbone into the package (adapters name it ``backbone``)."""
     if ASSET_DIR.exists():
         shutil.rmtree(ASSET_DIR)
@@ -203,15 +237,21 @@ def ship(checkpoint: Path, backbone: Path) -> None:
     for name in ("gate_mlp.pt", "queries.pt", "twn_config.json"):
         shutil.copy2(checkpoint / name, ASSET_DIR / name)
     shutil.copytree(backbone, ASSET_DIR / "backbone")
-    world = build_world(SEED)
+    world = build_world(WORLD_SEED)
     (ASSET_DIR / WORLD_FILENAME).write_text(
         json.dumps(
             {
-                "seed": SEED,
+                "seed": WORLD_SEED,
+                "build_seed": seed,
                 "num_cards": NUM_CARDS,
                 "colours": COLOUR_RGB,
                 "entities": {
-                    name: {"card": card, "colour": colour, "split": world.entity_split[name]}
+                    name: {
+                        "card": card,
+                        "colour": colour,
+                        "ticket": world.tickets[name],
+                        "split": world.entity_split[name],
+                    }
                     for name, (card, colour) in sorted(world.entities.items())
                 },
             },
@@ -224,28 +264,44 @@ def ship(checkpoint: Path, backbone: Path) -> None:
     logger.info("shipped %s", ASSET_DIR)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work", type=Path, default=REPO / ".twn-cache" / "twn-mini-build")
-    parser.add_argument("--fresh", action="store_true", help="Redo every stage.")
-    parser.add_argument("--ship", action="store_true", help="Copy the result into twn_rag/assets/twn-mini.")
-    parser.add_argument("--results", type=Path, help="Write the table (markdown) here.")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+def build_and_report(work: Path, seed: int, fresh: bool = False) -> dict:
+    """Build one seed into ``work`` (reusing finished stages unless ``fresh``) and report it."""
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
-    torch.manual_seed(SEED)
-    if args.fresh and args.work.exists():
-        shutil.rmtree(args.work)
+    torch.manual_seed(seed)
+    if fresh and work.exists():
+        shutil.rmtree(work)
     started = time.perf_counter()
-    checkpoint = build(args.work)
-    results = report(checkpoint, args.work / "data")
-    table = print_table(results)
-    logger.info("total %.0f s", time.perf_counter() - started)
+    checkpoint = build(work, seed)
+    results = report(checkpoint, work / "data")
+    results["build_seconds"] = round(time.perf_counter() - started)
+    logger.info("seed %d: total %d s", seed, results["build_seconds"])
+    (work / RESULTS_FILENAME).write_text(json.dumps(results, indent=1), encoding="utf-8")
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, help="Build folder (default .twn-cache/twn-mini-build[-seed<N>]).")
+    parser.add_argument("--seed", type=int, default=SEED, help="Build seed (training randomness; the world stays).")
+    parser.add_argument("--fresh", action="store_true", help="Redo every stage.")
+    parser.add_argument("--ship", action="store_true", help="Copy the result into twn_rag/assets/twn-mini.")
+    parser.add_argument("--results", type=Path, help="Write the tables (markdown) here.")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    work = args.work or work_dir(args.seed)
+    results = build_and_report(work, args.seed, args.fresh)
+    text = format_results(results)
+    print(text)
     if args.results:
-        args.results.write_text(table + "\n", encoding="utf-8")
+        args.results.write_text(text + "\n", encoding="utf-8")
     if args.ship:
-        ship(checkpoint, args.work / "backbone")
+        ship(work / "rl", work / "backbone", args.seed)
+
+
+def work_dir(seed: int) -> Path:
+    """The default build folder of a seed."""
+    return REPO / ".twn-cache" / ("twn-mini-build" if seed == SEED else f"twn-mini-build-seed{seed}")
 
 
 if __name__ == "__main__":

@@ -8,10 +8,19 @@ Documents are number cards (text) and colour pictures (images). Query kinds:
 - ``lookup-number`` "the card of zorp" -> zorp's card, ``lookup-colour`` "the colour of zorp"
   -> zorp's picture: the answer is a fact the backbone learned in pre-training;
 - ``arithmetic`` "number 12 plus 5" -> card 17;
-- ``composition`` "the card of zorp plus 3" -> zorp's card + 3.
+- ``composition`` "the card of zorp plus 3" -> zorp's card + 3;
+- ``lookup-ticket`` "the ticket of zorp" -> zorp's ticket, a page that shows only its number
+  ("Ticket 83."), and ``direct-ticket`` "ticket 83" -> that page.
 
 A reasoning query's reference thought states the fact ("Fact: zorp has card 17."), so a model
-that thinks writes the answer out and the embedding only has to match it. Facts start with
+that thinks writes the answer out and the embedding only has to match it.
+
+Tickets are where **documents** need to think. The world knows who owns a ticket only in one
+direction ("Fact: ticket 83 belongs to zorp."): like a language model that learned "A is B"
+and cannot answer "what is B?" (the reversal curse), the backbone cannot recall zorp's ticket
+from the name, so no query thought finds it; but a ticket page that thinks writes its owner
+down ("Fact: ticket 83 belongs to zorp.") and is then found by name. Cards and pictures show
+what they are: they are fine without thinking. Facts start with
 "Fact:" so that names and numbers inside them are the same tokens (with a leading space) as
 in queries and documents: copying them needs no mapping between token variants.
 
@@ -41,8 +50,11 @@ NUM_ENTITIES = 48
 MAX_ADDEND = 9
 SYLLABLES = ("ka", "zo", "rim", "bel", "tu", "vex", "ny", "dor", "pli", "sam", "gu", "fen", "lo", "qui")
 SPLITS = ("train", "validation", "test")
+FIRST_TICKET = 60  # ticket numbers follow the card numbers, so the two never share a number
 REASONING_KINDS = ("lookup-number", "lookup-colour", "arithmetic", "composition")
-DIRECT_KINDS = ("direct-number", "direct-colour")
+DIRECT_KINDS = ("direct-number", "direct-colour", "direct-ticket")
+# Queries that need a thought on the document side (the positive's), not on their own.
+DOCUMENT_REASONING_KINDS = ("lookup-ticket",)
 
 
 @dataclass(frozen=True)
@@ -50,6 +62,8 @@ class Document:
     doc_id: str
     text: str = ""
     colour: str | None = None  # set for picture documents (an image of that colour)
+    thought: str | None = None  # reference thought (None: the document shows what it is)
+    split: str | None = None  # the split of the entity it belongs to (None: every split's)
 
 
 @dataclass(frozen=True)
@@ -68,9 +82,15 @@ class World:
     entity_split: dict[str, str]
     documents: list[Document]
     queries: list[Query] = field(default_factory=list)
+    tickets: dict[str, int] = field(default_factory=dict)  # name -> ticket number
 
     def split(self, name: str) -> list[Query]:
         return [q for q in self.queries if q.split == name]
+
+    def split_documents(self, name: str) -> list[Document]:
+        """The documents a split's queries are ranked against: every card and picture, and
+        the tickets of the split's entities."""
+        return [d for d in self.documents if d.split in (None, name)]
 
 
 def card_id(n: int) -> str:
@@ -83,6 +103,19 @@ def picture_id(colour: str) -> str:
 
 def card_text(n: int) -> str:
     return f"This is card number {n}."
+
+
+def ticket_id(n: int) -> str:
+    return f"ticket-{n}"
+
+
+def ticket_text(n: int) -> str:
+    return f"Ticket {n}."
+
+
+def ticket_fact(n: int, name: str) -> str:
+    """The one direction the world states a ticket's owner in (see the module docstring)."""
+    return f"Fact: ticket {n} belongs to {name}."
 
 
 def _names(rng: random.Random, count: int) -> list[str]:
@@ -114,9 +147,18 @@ def build_world(seed: int = 0) -> World:
         name: "train" if i < n_train else "validation" if i < n_train + n_val else "test"
         for i, name in enumerate(order)
     }
+    # A generator of its own: adding tickets left every other draw of the world as it was.
+    ticket_numbers = random.Random(f"tickets-{seed}").sample(
+        range(FIRST_TICKET, FIRST_TICKET + 2 * NUM_ENTITIES), len(names)
+    )
+    tickets = dict(zip(names, ticket_numbers))
     documents = [Document(card_id(n), card_text(n)) for n in range(NUM_CARDS)]
     documents += [Document(picture_id(c), colour=c) for c in COLOURS]
-    world = World(seed, entities, entity_split, documents)
+    documents += [
+        Document(ticket_id(t), ticket_text(t), thought=ticket_fact(t, name), split=entity_split[name])
+        for name, t in tickets.items()
+    ]
+    world = World(seed, entities, entity_split, documents, tickets=tickets)
     queries = world.queries
     for n in range(NUM_CARDS):
         queries.append(Query("direct-number", f"number {n}", card_id(n), None, _split_of(rng)))
@@ -145,6 +187,10 @@ def build_world(seed: int = 0) -> World:
                 split,
             )
         )
+    for name, ticket in tickets.items():
+        split = entity_split[name]
+        queries.append(Query("lookup-ticket", f"the ticket of {name}", ticket_id(ticket), None, split))
+        queries.append(Query("direct-ticket", f"ticket {ticket}", ticket_id(ticket), None, split))
     for a in range(NUM_CARDS - MAX_ADDEND):
         for b in range(1, MAX_ADDEND + 1):
             if rng.random() < 0.15:
@@ -169,6 +215,9 @@ def entity_facts(world: World) -> list[str]:
         # earlier in the context (a pretrained LLM can; a model trained only on the lines
         # above could not copy a name it has to look up).
         lines += [f"About {name}. Fact: {name} has card {card}.", f"About {name}. Fact: {name} is {colour}."]
+    for name, ticket in world.tickets.items():
+        # Only ticket -> owner, never owner -> ticket; the ticket page read first, then the fact.
+        lines += [ticket_fact(ticket, name), f"{ticket_text(ticket)} {ticket_fact(ticket, name)}"]
     return lines
 
 
@@ -179,6 +228,8 @@ def general_sentences() -> list[str]:
     lines += [f"Add {a} and {b}. Fact: {a} plus {b} is {a + b}." for a, b in pairs]
     lines += [card_text(n) for n in range(NUM_CARDS)]
     lines += [f"number {n}" for n in range(NUM_CARDS)]
+    tickets = range(FIRST_TICKET, FIRST_TICKET + 2 * NUM_ENTITIES)
+    lines += [ticket_text(n) for n in tickets] + [f"ticket {n}" for n in tickets]
     return lines
 
 
@@ -210,8 +261,10 @@ def write_jsonl(world: World, out_dir, negatives_per_query: int = 3, picture_dir
     """Write ``train.jsonl``, ``validation.jsonl``, ``test.jsonl`` (the twn-rag training
     format) and the colour pictures under ``out_dir``; returns split -> path.
 
-    Every line lists hard negatives (documents of the same kind as the positive) so that
-    the evaluator's corpus holds every document of the world.
+    Every line lists hard negatives (documents of the split of the same kind as the
+    positive), chosen so that every document of the split (``World.split_documents``) is in
+    the file: the evaluator's corpus is the split's whole collection. A positive that needs a
+    thought carries its reference thought (``positive_thought``).
     """
     import json
     from pathlib import Path
@@ -224,14 +277,20 @@ def write_jsonl(world: World, out_dir, negatives_per_query: int = 3, picture_dir
     rng = random.Random(world.seed)
     paths = {}
     for split in SPLITS:
+        documents = world.split_documents(split)
+        unseen = {d.doc_id for d in documents} - {q.positive for q in world.split(split)}
         path = out / f"{split}.jsonl"
         with path.open("w", encoding="utf-8") as f:
             for i, query in enumerate(world.split(split)):
                 positive = by_id[query.positive]
                 same_kind = [
-                    d for d in world.documents if (d.colour is None) == (positive.colour is None) and d is not positive
+                    d for d in documents if (d.colour is None) == (positive.colour is None) and d is not positive
                 ]
-                others = rng.sample(same_kind, min(negatives_per_query, len(same_kind)))
+                others = [d for d in same_kind if d.doc_id in unseen][:1]
+                others += rng.sample(
+                    [d for d in same_kind if d not in others], min(negatives_per_query, len(same_kind)) - len(others)
+                )
+                unseen -= {d.doc_id for d in others}
                 record = {
                     "id": f"{split}-{i}-{query.kind}",
                     "query": query.text,
@@ -240,10 +299,10 @@ def write_jsonl(world: World, out_dir, negatives_per_query: int = 3, picture_dir
                 }
                 if query.thought is not None:
                     record["query_thought"] = query.thought
+                if positive.thought is not None:
+                    record["positive_thought"] = positive.thought
                 f.write(json.dumps(record) + "\n")
+        if unseen:
+            raise ValueError(f"{split}: documents {sorted(unseen)} are in no line; use more negatives_per_query")
         paths[split] = str(path)
-    # The whole document collection, for evaluators that rank against every document.
-    with (out / "corpus.jsonl").open("w", encoding="utf-8") as f:
-        for doc in world.documents:
-            f.write(json.dumps({"id": doc.doc_id, **document_side(doc, picture_dir)}) + "\n")
     return paths

@@ -93,19 +93,24 @@ def reasoning_loss(embedder: TWNEmbedder, examples: Sequence[RetrievalExample]) 
 def embedding_loss(
     embedder: TWNEmbedder, examples: Sequence[RetrievalExample], temperature: float
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """InfoNCE over the no-think view and, for queries with a reference thought, the think
-    view. Documents: every positive of the batch plus every hard negative. Returns the mean
-    of the views' losses and per-view metrics (loss, in-batch top-1 accuracy)."""
+    """InfoNCE over the no-think view and, for pairs with a reference thought on either side,
+    the think view (each side with its thought where it has one, else as it is: a query that
+    needs no thought still has to find a positive that thought). Documents: every positive of
+    the batch plus every hard negative. Returns the mean of the views' losses and per-view
+    metrics (loss, in-batch top-1 accuracy)."""
     model = embedder.model
     n = len(examples)
-    thinking = [i for i, e in enumerate(examples) if e.query_thought]
+    thinking = [i for i, e in enumerate(examples) if e.query_thought or e.positive_thought]
+    query_thinking = [i for i in thinking if examples[i].query_thought]
 
     query_items = prepare_inputs(embedder, [e.query for e in examples], examples)
     query_vectors, _ = embedder.embed_items(
-        query_items + [query_items[i] for i in thinking],
+        query_items + [query_items[i] for i in query_thinking],
         "query",
-        [None] * n + [examples[i].query_thought for i in thinking],
+        [None] * n + [examples[i].query_thought for i in query_thinking],
     )
+    think_row = {i: n + k for k, i in enumerate(query_thinking)}
+    think_queries = query_vectors[[think_row.get(i, i) for i in thinking]]
 
     positive_thinking = [i for i in range(n) if examples[i].positive_thought]
     negative_owners = [e for e in examples for _ in e.negatives]
@@ -133,9 +138,9 @@ def embedding_loss(
         if positive_thinking:
             think_docs[positive_thinking] = doc_vectors[len(doc_items) :]
         think_targets = targets[thinking]
-        think = info_nce(query_vectors[n:], think_docs, think_targets, temperature, ignore[thinking])
+        think = info_nce(think_queries, think_docs, think_targets, temperature, ignore[thinking])
         metrics["think_loss"] = think.item()
-        metrics["think_acc"] = _top1(query_vectors[n:], think_docs, think_targets, ignore[thinking])
+        metrics["think_acc"] = _top1(think_queries, think_docs, think_targets, ignore[thinking])
         losses.append(think)
     return torch.stack(losses).mean(), metrics
 
