@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 
@@ -176,3 +178,13 @@ def test_resume_after_interruption_continues_from_the_saved_step(tiny_ckpt, toy_
     log_full = LossLog(full / "sft_log.csv", "csv").read()
     log_resumed = LossLog(interrupted / "sft_log.csv", "csv").read()
     assert log_full[3]["embedding_loss"] == pytest.approx(log_resumed[3]["embedding_loss"], rel=1e-4)
+
+
+def test_a_pair_whose_only_thought_is_the_documents_takes_part_in_the_think_view(trainable, toy_data):
+    """The think view compares the plain query with the positive embedded with its thought."""
+    document_only = [dataclasses.replace(e, query_thought=None) for e in load_examples(toy_data)[:4]]
+    assert [bool(e.positive_thought) for e in document_only] == [False, True, False, True]
+    _, metrics = embedding_loss(trainable, document_only, temperature=0.05)
+    assert "think_loss" in metrics
+    no_thoughts = [dataclasses.replace(e, positive_thought=None) for e in document_only]
+    assert "think_loss" not in embedding_loss(trainable, no_thoughts, temperature=0.05)[1]

@@ -9,6 +9,7 @@ import pytest
 from twn_rag import ReasoningBudget, TWNEmbedder
 from twn_rag.mini import MINI_MODEL_DIR, mini_model_path, mini_world
 from twn_rag.training import load_examples
+from twn_rag.training.data import document_corpus
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks" / "twn_mini"))
 import task
@@ -30,12 +31,42 @@ def test_world_is_reproducible_and_splits_hold_entities_apart():
             assert fact.rstrip(".") + "." in corpus
 
 
+def test_tickets_need_a_thought_on_the_document_side():
+    world = task.build_world(0)
+    corpus = " ".join(task.pretraining_corpus(world))
+    by_id = {d.doc_id: d for d in world.documents}
+    tickets = [d for d in world.documents if d.doc_id.startswith("ticket-")]
+    assert len(tickets) == len(world.entities) and {d.split for d in tickets} == set(task.SPLITS)
+    assert all(d.thought is None for d in world.documents if d not in tickets)  # cards, pictures: on the surface
+    for name, ticket in world.tickets.items():
+        page = by_id[task.ticket_id(ticket)]
+        assert page.text == f"Ticket {ticket}." and name not in page.text  # the page does not show its owner
+        assert page.thought == f"Fact: ticket {ticket} belongs to {name}." and page.thought in corpus
+        # the world states the owner in one direction only: nothing maps the name to the ticket
+        assert f"{name} has ticket" not in corpus and f"ticket of {name}" not in corpus
+    lookups = [q for q in world.queries if q.kind == "lookup-ticket"]
+    assert len(lookups) == len(world.entities) and all(q.thought is None for q in lookups)
+    for query in lookups:
+        assert query.text.split()[-1] in by_id[query.positive].thought
+    for split in task.SPLITS:
+        documents = world.split_documents(split)
+        assert {d.split for d in documents if d.split} == {split}
+        assert {q.positive for q in world.split(split)} <= {d.doc_id for d in documents}
+
+
 def test_splits_are_written_in_the_training_format(tmp_path):
-    paths = task.write_jsonl(task.build_world(0), tmp_path)
+    world = task.build_world(0)
+    paths = task.write_jsonl(world, tmp_path)
     examples = {split: load_examples(path) for split, path in paths.items()}
-    assert sum(len(v) for v in examples.values()) == len(task.build_world(0).queries)
+    assert sum(len(v) for v in examples.values()) == len(world.queries)
     picture = next(e for e in examples["test"] if "images" in e.positive)
     assert Path(picture.positive["images"][0]).is_file()
+    for split, lines in examples.items():  # a split's file holds its whole collection
+        documents, _, _ = document_corpus(lines)
+        assert len(documents) == len(world.split_documents(split))
+        thoughts = {e.positive["text"]: e.positive_thought for e in lines if e.positive_thought}
+        expected = {d.text: d.thought for d in world.split_documents(split) if d.thought}
+        assert thoughts == expected
 
 
 def test_bundled_model_matches_the_world_the_script_builds():
