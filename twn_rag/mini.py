@@ -2,11 +2,14 @@
 pipeline on a synthetic world (``benchmarks/twn_mini``), shipped so that the demo and the
 notebooks show real thoughts and real hits without downloading anything.
 
-The world: made-up entities, each with a card number and a colour. Documents are number cards
-("This is card number 17.") and colour pictures; the model learned to think on queries that
-need a fact ("the card of kazo plus 3" -> "Fact: kazo has card 17. Fact: 17 plus 3 is 20.")
-and to skip thinking where the answer is on the surface ("number 12"). It knows nothing
-else: use it to see the mechanics, not as a general embedder.
+The world: made-up entities, each with a card number, a colour and a ticket. Documents are
+number cards ("This is card number 17."), colour pictures and ticket pages ("Ticket 83.").
+The model learned to think on queries that need a fact ("the card of kazo plus 3" -> "Fact:
+kazo has card 17. Fact: 17 plus 3 is 20."), to think on the documents that need one (a ticket
+page does not show its owner; thinking writes it down, "Fact: ticket 83 belongs to kazo.", and
+"the ticket of kazo" finds it), and to skip thinking where the answer is on the surface
+("number 12", a card page). It knows nothing else: use it to see the mechanics, not as a
+general embedder.
 """
 
 from __future__ import annotations
@@ -17,16 +20,20 @@ from pathlib import Path
 
 MINI_MODEL_DIR = Path(__file__).resolve().parent / "assets" / "twn-mini"
 WORLD_FILENAME = "world.json"
+# The held-out test split it was measured on (the training JSONL format, pictures beside it).
+TEST_SPLIT_DIRNAME = "test-split"
 
 
 @dataclass(frozen=True)
 class MiniWorld:
-    """What the bundled model knows: ``entities`` name -> (card, colour, split) and the RGB
-    value of each colour. Entities of the ``test`` split were never seen in TWN training."""
+    """What the bundled model knows: ``entities`` name -> (card, colour, split), ``tickets``
+    name -> ticket number, and the RGB value of each colour. Entities of the ``test`` split were
+    never seen in TWN training."""
 
     entities: dict[str, tuple[int, str, str]]
     colours: dict[str, tuple[int, int, int]]
     num_cards: int
+    tickets: dict[str, int]
 
     def names(self, split: str = "test") -> list[str]:
         return sorted(n for n, (_, _, s) in self.entities.items() if s == split)
@@ -49,4 +56,11 @@ def mini_world() -> MiniWorld:
         entities={name: (e["card"], e["colour"], e["split"]) for name, e in data["entities"].items()},
         colours={name: tuple(rgb) for name, rgb in data["colours"].items()},
         num_cards=data["num_cards"],
+        tickets={name: e["ticket"] for name, e in data["entities"].items()},
     )
+
+
+def mini_test_split() -> Path:
+    """The JSONL file of the test split the bundled model was measured on (queries, positives,
+    hard negatives; together every test document), for ``twn_rag.training.load_examples``."""
+    return mini_model_path() / TEST_SPLIT_DIRNAME / "test.jsonl"

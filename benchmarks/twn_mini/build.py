@@ -39,7 +39,7 @@ from pretrain import build_pretrained_backbone, fact_recall, ticket_recall
 from task import COLOUR_RGB, NUM_CARDS, build_world, write_jsonl
 
 from twn_rag import TWNConfig, TWNEmbedder
-from twn_rag.mini import WORLD_FILENAME
+from twn_rag.mini import TEST_SPLIT_DIRNAME, WORLD_FILENAME
 from twn_rag.training import GateArguments, RLArguments, SFTArguments, train_gate, train_rl, train_sft
 
 logger = logging.getLogger("twn_mini")
@@ -237,6 +237,11 @@ def ship(checkpoint: Path, backbone: Path, seed: int) -> None:
     for name in ("gate_mlp.pt", "queries.pt", "twn_config.json"):
         shutil.copy2(checkpoint / name, ASSET_DIR / name)
     shutil.copytree(backbone, ASSET_DIR / "backbone")
+    # The test split travels with the model, so the notebooks measure it without the build.
+    data = checkpoint.parent / "data"
+    (ASSET_DIR / TEST_SPLIT_DIRNAME).mkdir()
+    shutil.copy2(data / "test.jsonl", ASSET_DIR / TEST_SPLIT_DIRNAME / "test.jsonl")
+    shutil.copytree(data / "pictures", ASSET_DIR / TEST_SPLIT_DIRNAME / "pictures")
     world = build_world(WORLD_SEED)
     (ASSET_DIR / WORLD_FILENAME).write_text(
         json.dumps(

@@ -131,6 +131,11 @@ def test_budget_is_stored_and_enforced_across_reopen(tmp_path, embedder, docs):
     assert after.items_seen == 4 + 3
     thoughts = [m for m in _all_records(reopened)["metadatas"] if m["thought_used"]]
     assert len(thoughts) == 2 and all(m["source"].endswith("clip.mp4") for m in thoughts)
+    # items(where=...) lists the stored records that thought, with their thoughts
+    thought = reopened.items(where={"thought_used": True})
+    assert sorted(h.thought for h in thought) == sorted(m["thought"] for m in thoughts)
+    assert all(h.source.endswith("clip.mp4") and h.timestamp is not None and np.isnan(h.score) for h in thought)
+    assert len(reopened.items()) == reopened.count() == 7
 
     # New limits apply from now on; the spend is kept.
     raised = reopened.set_budget("document", ReasoningBudget(mode="always", max_thought_tokens=4, token_budget=100))

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import re
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -535,6 +536,20 @@ class TWNIndex:
             include=["metadatas", "documents", "distances"],
         )
         return hits_from_query(raw, self.index_dir)
+
+    def items(self, where: dict[str, Any] | None = None) -> list[SearchHit]:
+        """Every stored item, or those matching the Chroma metadata filter ``where`` (e.g.
+        ``{"thought_used": True}``: the documents that thought), in storage order, as
+        ``SearchHit``s whose ``score`` is NaN (no query was asked)."""
+        hits: list[SearchHit] = []
+        while True:
+            page = self._collection.get(
+                where=where, limit=self._max_batch_size, offset=len(hits), include=["metadatas", "documents"]
+            )
+            if not page["ids"]:
+                return hits
+            as_query = {key: [page[key]] for key in ("ids", "metadatas", "documents")}
+            hits += hits_from_query({**as_query, "distances": [[math.nan] * len(page["ids"])]}, self.index_dir)
 
     def info(self) -> IndexInfo:
         """Counts by modality and source, the model, and each role's budget and spend."""
