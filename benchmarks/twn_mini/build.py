@@ -51,7 +51,7 @@ ASSET_DIR = REPO / "twn_rag" / "assets" / "twn-mini"
 WORLD_SEED = 0
 SEED = 0
 MAX_THOUGHT_TOKENS = 24
-SFT_EPOCHS = 60
+SFT_EPOCHS = 45
 # Gate label: thinking raises the margin by more than this.
 GATE_DELTA = 0.02
 RESULTS_FILENAME = "results.json"

@@ -34,7 +34,7 @@ def build_pretrained_backbone(
     world: World, output_dir: Path, steps: int = 2500, batch_size: int = 32, seed: int = 0
 ) -> Path:
     """Build the tokenizer and backbone for ``world`` and pre-train it; returns its directory."""
-    facts, others = entity_facts(world), general_sentences()
+    facts, others = entity_facts(world), general_sentences(world)
     # Tokenizer words also cover the query templates, so "the" is one token, not three.
     vocabulary = facts + others + [f"a {c} picture." for c in COLOURS] + [q.text for q in world.queries]
     tokenizer = build_tiny_tokenizer(corpus=vocabulary, vocab_size=VOCAB_SIZE)

@@ -20,7 +20,12 @@ direction ("Fact: ticket 83 belongs to zorp."): like a language model that learn
 and cannot answer "what is B?" (the reversal curse), the backbone cannot recall zorp's ticket
 from the name, so no query thought finds it; but a ticket page that thinks writes its owner
 down ("Fact: ticket 83 belongs to zorp.") and is then found by name. Cards and pictures show
-what they are: they are fine without thinking. Facts start with
+what they are: they are fine without thinking.
+
+``direct-name`` "the note of zorp" -> "This note belongs to zorp." (train split only, for every
+name): the embedding learns to match a name it reads in a query with the same name read in a
+document, for every name, so that a ticket page's thought can be matched to a held-out name.
+It reveals no fact: who owns which ticket or card is nowhere in it. Facts start with
 "Fact:" so that names and numbers inside them are the same tokens (with a leading space) as
 in queries and documents: copying them needs no mapping between token variants.
 
@@ -52,7 +57,7 @@ SYLLABLES = ("ka", "zo", "rim", "bel", "tu", "vex", "ny", "dor", "pli", "sam", "
 SPLITS = ("train", "validation", "test")
 FIRST_TICKET = 60  # ticket numbers follow the card numbers, so the two never share a number
 REASONING_KINDS = ("lookup-number", "lookup-colour", "arithmetic", "composition")
-DIRECT_KINDS = ("direct-number", "direct-colour", "direct-ticket")
+DIRECT_KINDS = ("direct-number", "direct-colour", "direct-ticket", "direct-name")
 # Queries that need a thought on the document side (the positive's), not on their own.
 DOCUMENT_REASONING_KINDS = ("lookup-ticket",)
 
@@ -113,6 +118,14 @@ def ticket_text(n: int) -> str:
     return f"Ticket {n}."
 
 
+def note_id(name: str) -> str:
+    return f"note-{name}"
+
+
+def note_text(name: str) -> str:
+    return f"This note belongs to {name}."
+
+
 def ticket_fact(n: int, name: str) -> str:
     """The one direction the world states a ticket's owner in (see the module docstring)."""
     return f"Fact: ticket {n} belongs to {name}."
@@ -158,6 +171,7 @@ def build_world(seed: int = 0) -> World:
         Document(ticket_id(t), ticket_text(t), thought=ticket_fact(t, name), split=entity_split[name])
         for name, t in tickets.items()
     ]
+    documents += [Document(note_id(name), note_text(name), split="train") for name in names]
     world = World(seed, entities, entity_split, documents, tickets=tickets)
     queries = world.queries
     for n in range(NUM_CARDS):
@@ -191,6 +205,7 @@ def build_world(seed: int = 0) -> World:
         split = entity_split[name]
         queries.append(Query("lookup-ticket", f"the ticket of {name}", ticket_id(ticket), None, split))
         queries.append(Query("direct-ticket", f"ticket {ticket}", ticket_id(ticket), None, split))
+        queries.append(Query("direct-name", f"the note of {name}", note_id(name), None, "train"))
     for a in range(NUM_CARDS - MAX_ADDEND):
         for b in range(1, MAX_ADDEND + 1):
             if rng.random() < 0.15:
@@ -221,8 +236,8 @@ def entity_facts(world: World) -> list[str]:
     return lines
 
 
-def general_sentences() -> list[str]:
-    """Every sum in range and every card text."""
+def general_sentences(world: World) -> list[str]:
+    """Every sum in range, every card, ticket and note text."""
     pairs = [(a, b) for a in range(NUM_CARDS - MAX_ADDEND) for b in range(1, MAX_ADDEND + 1)]
     lines = [f"Fact: {a} plus {b} is {a + b}." for a, b in pairs]
     lines += [f"Add {a} and {b}. Fact: {a} plus {b} is {a + b}." for a, b in pairs]
@@ -230,13 +245,14 @@ def general_sentences() -> list[str]:
     lines += [f"number {n}" for n in range(NUM_CARDS)]
     tickets = range(FIRST_TICKET, FIRST_TICKET + 2 * NUM_ENTITIES)
     lines += [ticket_text(n) for n in tickets] + [f"ticket {n}" for n in tickets]
+    lines += [note_text(name) for name in world.entities]
     return lines
 
 
 def pretraining_corpus(world: World) -> list[str]:
     """The backbone's world knowledge as plain sentences (colour pictures are captioned
     separately, with images)."""
-    return entity_facts(world) + general_sentences()
+    return entity_facts(world) + general_sentences(world)
 
 
 def colour_picture(colour: str, seed: int = 0, size: int = 64):
@@ -248,6 +264,11 @@ def colour_picture(colour: str, seed: int = 0, size: int = 64):
     base = np.array(COLOUR_RGB[colour], dtype=np.int16)
     pixels = base + rng.integers(-12, 13, size=(size, size, 3))
     return Image.fromarray(pixels.clip(0, 255).astype(np.uint8))
+
+
+def kind_of(doc: Document) -> str:
+    """``card``, ``picture``, ``ticket`` or ``note``."""
+    return doc.doc_id.split("-", 1)[0]
 
 
 def document_side(doc: Document, picture_dir: str) -> dict:
@@ -262,8 +283,9 @@ def write_jsonl(world: World, out_dir, negatives_per_query: int = 3, picture_dir
     format) and the colour pictures under ``out_dir``; returns split -> path.
 
     Every line lists hard negatives (documents of the split of the same kind as the
-    positive), chosen so that every document of the split (``World.split_documents``) is in
-    the file: the evaluator's corpus is the split's whole collection. A positive that needs a
+    positive: cards, pictures, tickets or notes), chosen so that every document of the split
+    (``World.split_documents``) is in the file: the evaluator's corpus is the split's whole
+    collection. A positive that needs a
     thought carries its reference thought (``positive_thought``).
     """
     import json
@@ -283,9 +305,7 @@ def write_jsonl(world: World, out_dir, negatives_per_query: int = 3, picture_dir
         with path.open("w", encoding="utf-8") as f:
             for i, query in enumerate(world.split(split)):
                 positive = by_id[query.positive]
-                same_kind = [
-                    d for d in documents if (d.colour is None) == (positive.colour is None) and d is not positive
-                ]
+                same_kind = [d for d in documents if kind_of(d) == kind_of(positive) and d is not positive]
                 others = [d for d in same_kind if d.doc_id in unseen][:1]
                 others += rng.sample(
                     [d for d in same_kind if d not in others], min(negatives_per_query, len(same_kind)) - len(others)
