@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from twn_rag import ReasoningBudget, TWNEmbedder
-from twn_rag.mini import MINI_MODEL_DIR, mini_model_path, mini_world
+from twn_rag.mini import MINI_MODEL_DIR, mini_model_path, mini_test_split, mini_world
 from twn_rag.training import load_examples
 from twn_rag.training.data import document_corpus
 
@@ -74,6 +74,11 @@ def test_bundled_model_matches_the_world_the_script_builds():
     built = task.build_world(json.loads((MINI_MODEL_DIR / "world.json").read_text())["seed"])
     assert {n: (c, col) for n, (c, col, _) in world.entities.items()} == built.entities
     assert {n: s for n, (_, _, s) in world.entities.items()} == built.entity_split
+    assert world.tickets == built.tickets
+    # the test split it ships is the one the script writes: the same queries, the same collection
+    shipped = load_examples(mini_test_split())
+    assert [e.query["text"] for e in shipped] == [q.text for q in built.split("test")]
+    assert len(document_corpus(shipped)[0]) == len(built.split_documents("test"))
     adapter = json.loads((mini_model_path() / "embedding" / "adapter_config.json").read_text())
     assert adapter["base_model_name_or_path"] == "backbone"  # ships its backbone inside
 
@@ -88,6 +93,14 @@ def test_bundled_model_states_the_facts_it_was_trained_on(mini):
     names = world.names("train")[:4]
     results = mini.encode([f"the card of {n}" for n in names], budget=ReasoningBudget(mode="always"))
     assert [r.thought for r in results] == [f"Fact: {n} has card {world.entities[n][0]}." for n in names]
+
+
+def test_bundled_model_writes_the_owner_of_a_ticket_page_down(mini):
+    world = mini_world()
+    names = world.names("train")[:4]
+    pages = [f"Ticket {world.tickets[n]}." for n in names]
+    results = mini.encode(pages, role="document", budget=ReasoningBudget(mode="always"))
+    assert [r.thought for r in results] == [f"Fact: ticket {world.tickets[n]} belongs to {n}." for n in names]
 
 
 def test_bundled_model_ranks_a_direct_query_first_without_thinking(mini):

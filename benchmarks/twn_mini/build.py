@@ -55,6 +55,7 @@ SFT_EPOCHS = 45
 # Gate label: thinking raises the margin by more than this.
 GATE_DELTA = 0.02
 RESULTS_FILENAME = "results.json"
+STAGE_SECONDS_FILENAME = "stage_seconds.json"
 # The shipped threshold makes this fraction of the validation queries think.
 GATE_THINK_RATE = 0.3
 MINI_CONFIG = dict(
@@ -70,13 +71,18 @@ MINI_CONFIG = dict(
 
 
 def stage(path: Path, name: str, fn):
-    """Run ``fn`` unless ``path`` already holds its output (a finished stage)."""
+    """Run ``fn`` unless ``path`` already holds its output (a finished stage); the seconds it
+    took are kept in ``<build folder>/stage_seconds.json`` (``path`` is two levels below it)."""
     if path.exists():
         logger.info("%s: reusing %s", name, path)
         return path
     started = time.perf_counter()
     result = fn()
-    logger.info("%s: done in %.0f s", name, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    logger.info("%s: done in %.0f s", name, seconds)
+    record = path.parent.parent / STAGE_SECONDS_FILENAME
+    times = json.loads(record.read_text()) if record.is_file() else {}
+    record.write_text(json.dumps({**times, name: round(seconds)}), encoding="utf-8")
     return result
 
 
@@ -276,11 +282,11 @@ def build_and_report(work: Path, seed: int, fresh: bool = False) -> dict:
     torch.manual_seed(seed)
     if fresh and work.exists():
         shutil.rmtree(work)
-    started = time.perf_counter()
     checkpoint = build(work, seed)
     results = report(checkpoint, work / "data")
-    results["build_seconds"] = round(time.perf_counter() - started)
-    logger.info("seed %d: total %d s", seed, results["build_seconds"])
+    results["stage_seconds"] = json.loads((work / STAGE_SECONDS_FILENAME).read_text())
+    results["build_seconds"] = sum(results["stage_seconds"].values())
+    logger.info("seed %d: stages took %d s", seed, results["build_seconds"])
     (work / RESULTS_FILENAME).write_text(json.dumps(results, indent=1), encoding="utf-8")
     return results
 
