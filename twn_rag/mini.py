@@ -4,12 +4,12 @@ notebooks show real thoughts and real hits without downloading anything.
 
 The world: made-up entities, each with a card number, a colour and a ticket. Documents are
 number cards ("This is card number 17."), colour pictures and ticket pages ("Ticket 83.").
-The model learned to think on queries that need a fact ("the card of kazo plus 3" -> "Fact:
-kazo has card 17. Fact: 17 plus 3 is 20."), to think on the documents that need one (a ticket
-page does not show its owner; thinking writes it down, "Fact: ticket 83 belongs to kazo.", and
-"the ticket of kazo" finds it), and to skip thinking where the answer is on the surface
-("number 12", a card page). It knows nothing else: use it to see the mechanics, not as a
-general embedder.
+Its reasoning adapter writes the fact a query needs ("the card of kazo plus 3" -> "Fact: kazo
+has card 17. Fact: 17 plus 3 is 20.") and the fact a document hides (a ticket page does not
+show its owner; its thought writes it down, "Fact: ticket 83 belongs to kazo.", so that "the
+ticket of kazo" can find it); its gate is meant to skip thinking where the answer is on the
+surface ("number 12", a card page) and is the weak part (``benchmarks/README.md``). It knows
+nothing else: use it to see the mechanics, not as a general embedder.
 """
 
 from __future__ import annotations

@@ -1,19 +1,24 @@
-"""Build the miniature TWN end to end and report never / always / adaptive on the test split.
+"""Build the miniature TWN end to end and report never / always / adaptive / oracle on the test split.
 
 Stages (each cached in ``--work``; delete the folder, or pass ``--fresh``, to redo them):
 1. the synthetic world and its JSONL splits (``task.py``);
 2. a small Qwen3-VL backbone pre-trained on the world's corpus (``pretrain.py``), then frozen;
 3. SFT of both adapters on the train split, with gradient detachment (``twn_rag.training``);
-4. the gate on self-supervised labels of the validation split (held-out entities: on the
-   train split the no-think view has memorised the answers, so thinking looks useless there);
+4. the gate on self-supervised labels of the validation split, for queries and documents
+   (held-out entities: on the train split the no-think view has memorised the answers, so
+   thinking looks useless there);
 5. RL (GRPO, gap reward) of the reasoning adapter on the train split;
-6. evaluation on the test split (never used before this step): never, always and adaptive
-   at the gate's own threshold and at thresholds calibrated on validation gate scores.
+6. evaluation on the test split (never used before this step, ``measure.py``): never, always,
+   adaptive at the gate's threshold and the oracle, gate AUC per role, and the document
+   think-ratio curve with queries adaptive.
 
-``--ship`` copies the final checkpoint with its backbone into ``twn_rag/assets/twn-mini``.
-Deterministic: seeds are fixed and torch runs one thread with deterministic algorithms.
+``--seed`` is the build seed (every random draw of training; the world stays seed 0); the
+results and the seconds each stage took are kept in the build folder. ``--ship`` copies the
+final checkpoint with its backbone and test split into ``twn_rag/assets/twn-mini``.
+Deterministic on one CPU type: seeds are fixed and torch runs one thread with deterministic
+algorithms (other CPUs' float kernels give other weights).
 
-Run: ``.venv/bin/python benchmarks/twn_mini/build.py [--ship]`` (``make mini``).
+Run: ``.venv/bin/python benchmarks/twn_mini/build.py [--seed N] [--ship]`` (``make mini``).
 """
 
 from __future__ import annotations
