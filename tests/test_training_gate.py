@@ -76,20 +76,25 @@ def test_labels_compare_think_and_no_think_margins(embedder, toy, gate_data):
     assert gate_data.thought_tokens.tolist() == [r.thought_tokens for r in thought]
 
 
-def test_gate_trains_reports_and_calibrates(tiny_ckpt, toy, gate_data, tmp_path, caplog):
-    gains = (gate_data.margin_think - gate_data.margin_nothink).sort().values
-    delta = float(gains[len(gains) // 2 - 1])  # about half the queries are labelled 1
-    args = GateArguments(
+def gate_arguments(tmp_path, delta, **options):
+    """A short gate fit on the toy labels, a quarter of them held out."""
+    return GateArguments(
         output_dir=tmp_path / "gate",
         epochs=60,
         batch_size=8,
         learning_rate=1e-2,
         delta=delta,
         holdout_fraction=0.25,
-        target_think_rate=0.25,
         max_thought_tokens=4,
         show_progress=False,
+        **options,
     )
+
+
+def test_gate_trains_reports_and_calibrates(tiny_ckpt, toy, gate_data, tmp_path, caplog):
+    gains = (gate_data.margin_think - gate_data.margin_nothink).sort().values
+    delta = float(gains[len(gains) // 2 - 1])  # about half the queries are labelled 1
+    args = gate_arguments(tmp_path, delta, target_think_rate=0.25)
     out = train_gate(toy, tiny_ckpt, args)
     report = json.loads((out / GATE_METRICS_FILENAME).read_text())
     assert report["positive_labels"] == int(gate_data.labels(delta).sum())
@@ -170,17 +175,7 @@ def test_role_holdout_keeps_rows_of_every_role():
 def test_gate_learns_both_roles_and_reports_each(tiny_ckpt, toy, both_roles, tmp_path):
     gains = both_roles.margin_think - both_roles.margin_nothink
     delta = float(gains.median())
-    args = GateArguments(
-        output_dir=tmp_path / "gate",
-        epochs=60,
-        batch_size=8,
-        learning_rate=1e-2,
-        delta=delta,
-        holdout_fraction=0.25,
-        max_thought_tokens=4,
-        roles=("query", "document"),
-        show_progress=False,
-    )
+    args = gate_arguments(tmp_path, delta, roles=("query", "document"))
     report = json.loads((train_gate(toy, tiny_ckpt, args) / GATE_METRICS_FILENAME).read_text())
     labels = both_roles.labels(delta)
     assert report["labelled_queries"] == len(toy) and report["labelled_documents"] == len(both_roles.rows("document"))
