@@ -52,18 +52,14 @@ def held_out_tickets(world: MiniWorld) -> list[int]:
 
 
 def demo_queries(world: MiniWorld) -> list[tuple[str, str]]:
-    """(query, what a right answer is) pairs: two need no thought, three need a fact on the
-    query side, one on the document side."""
-    first, second, third, fourth = world.names("test")[:4]
-    card, colour = world.entities[first][0], world.entities[third][1]
-    plus = world.entities[second][0] + 3
+    """(query, what a right answer is) pairs: two need no thought, one needs a fact on the
+    query side, one on the document side (where a query thought would go astray)."""
+    first, second = world.names("test")[:2]
     return [
         ("number 12", "card 12"),
         ("the grey one", "the grey frame"),
-        (f"the card of {first}", f"card {card}"),
-        (f"the card of {second} plus 3", f"card {plus}"),
-        (f"the colour of {third}", f"the {colour} frame"),
-        (f"the ticket of {fourth}", f"ticket {world.tickets[fourth]}"),
+        (f"the card of {first}", f"card {world.entities[first][0]}"),
+        (f"the ticket of {second}", f"ticket {world.tickets[second]}"),
     ]
 
 

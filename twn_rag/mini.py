@@ -2,14 +2,15 @@
 pipeline on a synthetic world (``benchmarks/twn_mini``), shipped so that the demo and the
 notebooks show real thoughts and real hits without downloading anything.
 
-The world: made-up entities, each with a card number, a colour and a ticket. Documents are
-number cards ("This is card number 17."), colour pictures and ticket pages ("Ticket 83.").
-Its reasoning adapter writes the fact a query needs ("the card of kazo plus 3" -> "Fact: kazo
-has card 17. Fact: 17 plus 3 is 20.") and the fact a document hides (a ticket page does not
-show its owner; its thought writes it down, "Fact: ticket 83 belongs to kazo.", so that "the
-ticket of kazo" can find it); its gate is meant to skip thinking where the answer is on the
-surface ("number 12", a card page) and is the weak part (``benchmarks/README.md``). It knows
-nothing else: use it to see the mechanics, not as a general embedder.
+The world: made-up names, each with a card number and a ticket. Documents are number cards
+("This is card number 17."), colour pictures and ticket pages ("Ticket 83."). Its reasoning
+adapter writes the fact a query needs ("the card of kazo" -> "Fact: kazo has card 17.") and
+the fact a document hides (a ticket page does not show its owner; its thought writes it down,
+"Fact: ticket 83 belongs to kazo.", so that "the ticket of kazo" can find it); its gate skips
+thinking where the answer is on the surface ("number 12", a card page) and where a query
+thought cannot help ("the ticket of kazo": the backbone knows tickets' owners, not owners'
+tickets). It knows nothing else: use it to see the mechanics, not as a general embedder;
+how it was built and measured is in ``benchmarks/README.md``.
 """
 
 from __future__ import annotations

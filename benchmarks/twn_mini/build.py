@@ -61,13 +61,11 @@ SFT_EPOCHS = 45
 GATE_DELTA = 0.02
 RESULTS_FILENAME = "results.json"
 STAGE_SECONDS_FILENAME = "stage_seconds.json"
-# The shipped threshold makes this fraction of the validation queries think.
-GATE_THINK_RATE = 0.3
 MINI_CONFIG = dict(
     max_thought_tokens=MAX_THOUGHT_TOKENS,
     max_image_pixels=64 * 64,
     gate_threshold=0.5,
-    instructions={"query": "Find the card or picture this query asks for.", "document": "Represent this item."},
+    instructions={"query": "Find the item this query asks for.", "document": "Represent this item."},
     reasoning_instructions={
         "query": "Write down the facts needed to answer this query.",
         "document": "Describe this item.",
@@ -140,7 +138,6 @@ def build(work: Path, seed: int = SEED) -> Path:
                 learning_rate=1e-3,
                 weight_decay=0.1,
                 delta=GATE_DELTA,
-                target_think_rate=GATE_THINK_RATE,
                 roles=("query", "document"),
                 **common,
             ),

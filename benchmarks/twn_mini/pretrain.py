@@ -9,7 +9,7 @@ import random
 from pathlib import Path
 
 import torch
-from task import COLOURS, World, colour_picture, entity_facts, general_sentences
+from task import COLOURS, World, colour_picture, entity_facts, general_sentences, picture_thought
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from twn_rag.testing import build_tiny_backbone, build_tiny_tokenizer
@@ -24,7 +24,10 @@ VOCAB_SIZE = 800
 def caption_examples(seed: int, per_colour: int = 12) -> list[tuple[str, object]]:
     """(text, image) pairs: a colour picture followed by its caption."""
     return [
-        (f"<|vision_start|><|image_pad|><|vision_end|>a {colour} picture.", colour_picture(colour, seed * 1000 + i))
+        (
+            f"<|vision_start|><|image_pad|><|vision_end|>a {colour} picture. {picture_thought(colour)}",
+            colour_picture(colour, seed * 1000 + i),
+        )
         for colour in COLOURS
         for i in range(per_colour)
     ]

@@ -1,37 +1,34 @@
-"""A synthetic retrieval world where some queries need a reasoning step and others do not.
+"""A synthetic retrieval world where some queries and some documents need a thought and the rest do not.
 
-The world (seeded, reproducible): made-up entities, each with a card number and a colour.
-Documents are number cards (text) and colour pictures (images). Query kinds:
+The world (seeded, reproducible): made-up names, each with a card number, a colour and a
+ticket. Documents are number cards ("This is card number 17."), colour pictures (images),
+ticket pages ("Ticket 83.") and, in the train split only, name notes. Query kinds:
 
 - ``direct-number`` "number 17" -> card 17, and ``direct-colour`` "a red picture" -> the red
-  picture: the answer is on the surface, thinking is needless (and may mislead);
-- ``lookup-number`` "the card of zorp" -> zorp's card, ``lookup-colour`` "the colour of zorp"
-  -> zorp's picture: the answer is a fact the backbone learned in pre-training;
-- ``arithmetic`` "number 12 plus 5" -> card 17;
-- ``composition`` "the card of zorp plus 3" -> zorp's card + 3;
-- ``lookup-ticket`` "the ticket of zorp" -> zorp's ticket, a page that shows only its number
-  ("Ticket 83."), and ``direct-ticket`` "ticket 83" -> that page.
+  picture: the answer is on the surface, a thought is needless;
+- ``lookup-number`` "the card of zorp" -> zorp's card: the answer is a fact the backbone
+  learned in pre-training, which the query's thought writes out ("Fact: zorp has card 17.");
+- ``lookup-ticket`` "the ticket of zorp" -> zorp's ticket. The world states a ticket's owner
+  in one direction only ("Fact: ticket 83 belongs to zorp."): like a language model that
+  learned "A is B" and cannot answer "what is B?" (the reversal curse), the backbone cannot
+  recall zorp's ticket from the name, so no query thought finds it (one that tries writes
+  what it knows of zorp, its card, and goes astray); but the ticket page's own thought writes
+  its owner down and is then found by name. This is where **documents** need to think.
+- ``direct-name`` "the note of zorp" -> "This note belongs to zorp." (train split only, for
+  every name): the embedding learns to match a name it reads in a query with the same name
+  read in a document, for every name, so that a ticket page's thought can be matched to a
+  held-out name. It reveals no fact.
 
-A reasoning query's reference thought states the fact ("Fact: zorp has card 17."), so a model
-that thinks writes the answer out and the embedding only has to match it.
+Reference thoughts: a lookup query's states its fact; every document has one, which for a
+card, a picture or a note only says what the document shows ("Fact: this is card 17."), cheap
+and harmless, and for a ticket names its owner. Direct and ticket queries have none: thinking
+on them is what the gate must learn to skip. Facts start with "Fact:" so that names and
+numbers inside them are the same tokens (with a leading space) as in queries and documents.
 
-Tickets are where **documents** need to think. The world knows who owns a ticket only in one
-direction ("Fact: ticket 83 belongs to zorp."): like a language model that learned "A is B"
-and cannot answer "what is B?" (the reversal curse), the backbone cannot recall zorp's ticket
-from the name, so no query thought finds it; but a ticket page that thinks writes its owner
-down ("Fact: ticket 83 belongs to zorp.") and is then found by name. Cards and pictures show
-what they are: they are fine without thinking.
-
-``direct-name`` "the note of zorp" -> "This note belongs to zorp." (train split only, for every
-name): the embedding learns to match a name it reads in a query with the same name read in a
-document, for every name, so that a ticket page's thought can be matched to a held-out name.
-It reveals no fact: who owns which ticket or card is nowhere in it. Facts start with
-"Fact:" so that names and numbers inside them are the same tokens (with a leading space) as
-in queries and documents: copying them needs no mapping between token variants.
-
-Splits: entities and arithmetic pairs are split into train / validation / test; the
-pre-training corpus states every fact (it is the world knowledge a pretrained MLLM would
-have), while TWN training uses only the train split and calibration only validation.
+Splits: names are split into train / validation / test; the pre-training corpus states every
+fact, in the forms the thoughts use (it is the world knowledge and the instruction following
+of a pretrained MLLM), while TWN training uses only the train split and the gate only
+validation.
 """
 
 from __future__ import annotations
@@ -52,12 +49,11 @@ COLOUR_RGB = {
 }
 NUM_CARDS = 60
 NUM_ENTITIES = 48
-MAX_ADDEND = 9
 SYLLABLES = ("ka", "zo", "rim", "bel", "tu", "vex", "ny", "dor", "pli", "sam", "gu", "fen", "lo", "qui")
 SPLITS = ("train", "validation", "test")
 FIRST_TICKET = 60  # ticket numbers follow the card numbers, so the two never share a number
-REASONING_KINDS = ("lookup-number", "lookup-colour", "arithmetic", "composition")
-DIRECT_KINDS = ("direct-number", "direct-colour", "direct-ticket", "direct-name")
+REASONING_KINDS = ("lookup-number",)
+DIRECT_KINDS = ("direct-number", "direct-colour", "direct-name")
 # Queries that need a thought on the document side (the positive's), not on their own.
 DOCUMENT_REASONING_KINDS = ("lookup-ticket",)
 
@@ -126,6 +122,26 @@ def note_text(name: str) -> str:
     return f"This note belongs to {name}."
 
 
+def card_thought(n: int) -> str:
+    return f"Fact: this is card {n}."
+
+
+def picture_thought(colour: str) -> str:
+    return f"Fact: a {colour} picture."
+
+
+def note_thought(name: str) -> str:
+    return f"Fact: this note belongs to {name}."
+
+
+def card_fact(name: str, card: int) -> str:
+    return f"Fact: {name} has card {card}."
+
+
+def card_query(name: str) -> str:
+    return f"the card of {name}"
+
+
 def ticket_fact(n: int, name: str) -> str:
     """The one direction the world states a ticket's owner in (see the module docstring)."""
     return f"Fact: ticket {n} belongs to {name}."
@@ -151,7 +167,7 @@ def build_world(seed: int = 0) -> World:
     """The whole world and its queries, deterministically from ``seed``."""
     rng = random.Random(seed)
     names = _names(rng, NUM_ENTITIES)
-    cards = rng.sample(range(NUM_CARDS - MAX_ADDEND), NUM_ENTITIES)
+    cards = rng.sample(range(NUM_CARDS), NUM_ENTITIES)
     entities = {name: (card, rng.choice(COLOURS)) for name, card in zip(names, cards)}
     order = names[:]
     rng.shuffle(order)
@@ -160,18 +176,17 @@ def build_world(seed: int = 0) -> World:
         name: "train" if i < n_train else "validation" if i < n_train + n_val else "test"
         for i, name in enumerate(order)
     }
-    # A generator of its own: adding tickets left every other draw of the world as it was.
     ticket_numbers = random.Random(f"tickets-{seed}").sample(
         range(FIRST_TICKET, FIRST_TICKET + 2 * NUM_ENTITIES), len(names)
     )
     tickets = dict(zip(names, ticket_numbers))
-    documents = [Document(card_id(n), card_text(n)) for n in range(NUM_CARDS)]
-    documents += [Document(picture_id(c), colour=c) for c in COLOURS]
+    documents = [Document(card_id(n), card_text(n), thought=card_thought(n)) for n in range(NUM_CARDS)]
+    documents += [Document(picture_id(c), colour=c, thought=picture_thought(c)) for c in COLOURS]
     documents += [
         Document(ticket_id(t), ticket_text(t), thought=ticket_fact(t, name), split=entity_split[name])
         for name, t in tickets.items()
     ]
-    documents += [Document(note_id(name), note_text(name), split="train") for name in names]
+    documents += [Document(note_id(n), note_text(n), thought=note_thought(n), split="train") for n in names]
     world = World(seed, entities, entity_split, documents, tickets=tickets)
     queries = world.queries
     for n in range(NUM_CARDS):
@@ -183,53 +198,22 @@ def build_world(seed: int = 0) -> World:
             (f"the {colour} one", "test"),
         ):
             queries.append(Query("direct-colour", template, picture_id(colour), None, split))
-    for name, (card, colour) in entities.items():
+    for name, (card, _) in entities.items():
         split = entity_split[name]
-        queries.append(
-            Query("lookup-number", f"the card of {name}", card_id(card), f"Fact: {name} has card {card}.", split)
-        )
-        queries.append(
-            Query("lookup-colour", f"the colour of {name}", picture_id(colour), f"Fact: {name} is {colour}.", split)
-        )
-        addend = rng.randint(1, MAX_ADDEND)
-        queries.append(
-            Query(
-                "composition",
-                f"the card of {name} plus {addend}",
-                card_id(card + addend),
-                f"Fact: {name} has card {card}. Fact: {card} plus {addend} is {card + addend}.",
-                split,
-            )
-        )
-    for name, ticket in tickets.items():
-        split = entity_split[name]
-        queries.append(Query("lookup-ticket", f"the ticket of {name}", ticket_id(ticket), None, split))
-        queries.append(Query("direct-ticket", f"ticket {ticket}", ticket_id(ticket), None, split))
+        queries.append(Query("lookup-number", card_query(name), card_id(card), card_fact(name, card), split))
+        queries.append(Query("lookup-ticket", f"the ticket of {name}", ticket_id(tickets[name]), None, split))
         queries.append(Query("direct-name", f"the note of {name}", note_id(name), None, "train"))
-    for a in range(NUM_CARDS - MAX_ADDEND):
-        for b in range(1, MAX_ADDEND + 1):
-            if rng.random() < 0.15:
-                queries.append(
-                    Query(
-                        "arithmetic",
-                        f"number {a} plus {b}",
-                        card_id(a + b),
-                        f"Fact: {a} plus {b} is {a + b}.",
-                        _split_of(rng),
-                    )
-                )
     return world
 
 
 def entity_facts(world: World) -> list[str]:
-    """Every entity fact, in a few phrasings: the arbitrary associations pre-training must store."""
+    """Every entity fact, in the forms the thoughts use: the arbitrary associations
+    pre-training must store, and the question-then-fact lines of instruction data."""
     lines = []
     for name, (card, colour) in world.entities.items():
-        lines += [f"Fact: {name} has card {card}.", f"Fact: {name} is {colour}.", f"The card of {name} is {card}."]
-        # The name said twice: pre-training also teaches to recall a fact about a name read
-        # earlier in the context (a pretrained LLM can; a model trained only on the lines
-        # above could not copy a name it has to look up).
-        lines += [f"About {name}. Fact: {name} has card {card}.", f"About {name}. Fact: {name} is {colour}."]
+        fact = card_fact(name, card)
+        lines += [fact, f"The card of {name} is {card}.", f"{card_query(name)}. {fact}", f"About {name}. {fact}"]
+        lines += [f"Fact: {name} is {colour}."]
     for name, ticket in world.tickets.items():
         # Only ticket -> owner, never owner -> ticket; the ticket page read first, then the fact.
         lines += [ticket_fact(ticket, name), f"{ticket_text(ticket)} {ticket_fact(ticket, name)}"]
@@ -237,15 +221,12 @@ def entity_facts(world: World) -> list[str]:
 
 
 def general_sentences(world: World) -> list[str]:
-    """Every sum in range, every card, ticket and note text."""
-    pairs = [(a, b) for a in range(NUM_CARDS - MAX_ADDEND) for b in range(1, MAX_ADDEND + 1)]
-    lines = [f"Fact: {a} plus {b} is {a + b}." for a, b in pairs]
-    lines += [f"Add {a} and {b}. Fact: {a} plus {b} is {a + b}." for a, b in pairs]
-    lines += [card_text(n) for n in range(NUM_CARDS)]
-    lines += [f"number {n}" for n in range(NUM_CARDS)]
+    """Every card, ticket and note text, alone and followed by what it shows."""
+    lines = [card_text(n) for n in range(NUM_CARDS)]
+    lines += [f"{card_text(n)} {card_thought(n)}" for n in range(NUM_CARDS)]
     tickets = range(FIRST_TICKET, FIRST_TICKET + 2 * NUM_ENTITIES)
     lines += [ticket_text(n) for n in tickets] + [f"ticket {n}" for n in tickets]
-    lines += [note_text(name) for name in world.entities]
+    lines += [f"{note_text(name)} {note_thought(name)}" for name in world.entities]
     return lines
 
 
