@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from chromadb.api.client import SharedSystemClient
 
 from twn_rag.config import DEFAULT_MODEL
 from twn_rag.samples import make_sample_image, write_sample_pdf, write_sample_video
@@ -60,7 +61,12 @@ def test_readme_example_runs(readme, section, tiny_ckpt, tmp_path, monkeypatch, 
     write_sample_pdf("manual.pdf", 3)
     write_sample_video("clip.mp4", seconds=2.0, fps=4)
     namespace: dict = {"__name__": "__readme__"}
-    for number, block in enumerate(blocks):
-        code = block.replace(f'"{DEFAULT_MODEL}"', repr(str(tiny_ckpt)))
-        exec(compile(code, f"{readme}:{section or 'example'}:{number}", "exec"), namespace)
+    try:
+        for number, block in enumerate(blocks):
+            code = block.replace(f'"{DEFAULT_MODEL}"', repr(str(tiny_ckpt)))
+            exec(compile(code, f"{readme}:{section or 'example'}:{number}", "exec"), namespace)
+    finally:
+        # chromadb caches one database per path as written: the examples' relative "./chroma"
+        # of one test must not be served from another test's (deleted) directory.
+        SharedSystemClient.clear_system_cache()
     assert capsys.readouterr().out.strip(), "the example prints its results"
