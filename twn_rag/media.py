@@ -52,22 +52,26 @@ def capped_size(size: tuple[int, int], max_pixels: int) -> tuple[int, int]:
     if width * height <= max_pixels:
         return size
     scale = math.sqrt(max_pixels / (width * height))
-    return max(1, int(width * scale)), max(1, int(height * scale))
+    width, height = max(1, int(width * scale)), max(1, int(height * scale))
+    if width * height > max_pixels:  # the short side was raised to one pixel: shorten the long one
+        width, height = (max_pixels // height, height) if width >= height else (width, max_pixels // width)
+    return width, height
 
 
 def fitted_size(size: tuple[int, int], max_pixels: int) -> tuple[int, int]:
     """The size ``fit_image`` scales content of ``size`` to, before padding: within
     ``max_pixels`` once padded to ``MAX_ASPECT_RATIO``."""
+    capped = capped_size(size, max_pixels)
+    if max(capped) <= MAX_ASPECT_RATIO * min(capped):
+        return capped
+    # Padded to long x ceil(long / ratio): the longest long side whose padded area fits.
     width, height = size
     long_side, short_side = max(size), min(size)
-    if long_side <= MAX_ASPECT_RATIO * short_side:
-        return capped_size(size, max_pixels)
-    # Padded to long x ceil(long / ratio): the longest long side whose padded area fits.
     long_fit = min(long_side, math.isqrt(max_pixels * MAX_ASPECT_RATIO))
     padded_short = math.ceil(long_fit / MAX_ASPECT_RATIO)
     if long_fit * padded_short > max_pixels:
         long_fit = max(1, max_pixels // padded_short)
-    short_fit = max(1, round(short_side * long_fit / long_side))
+    short_fit = min(padded_short, max(1, round(short_side * long_fit / long_side)))
     return (long_fit, short_fit) if width >= height else (short_fit, long_fit)
 
 
