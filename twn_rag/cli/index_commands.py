@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 
 from twn_rag.budget import ReasoningBudget
@@ -39,7 +38,7 @@ def _reported_errors() -> Iterator[None]:
     exit code 70."""
     try:
         yield
-    except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+    except (typer.Exit, typer.Abort):
         raise
     except (IndexStoreError, CheckpointError, UnsupportedArchitectureError, FileNotFoundError, ValueError) as exc:
         typer.echo(f"error: {printable(str(exc))}", err=True)
@@ -52,7 +51,7 @@ def _report_internal_error(exc: BaseException, context: str = "") -> None:
     """Print the traceback of an error that is nobody's input's fault, then one line; exit 70."""
     typer.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
     message = printable(f"{context or f'{type(exc).__name__}: {exc}'}")
-    typer.echo(f"error: internal error: {message} (a bug in twn-rag or a library: please report it)", err=True)
+    typer.echo(f"error: internal error: {message} (no input file's fault; the traceback above says where)", err=True)
     raise typer.Exit(INTERNAL_ERROR) from exc
 
 
