@@ -10,7 +10,7 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -31,26 +31,29 @@ URL_HELP = "Use the Chroma server at this URL (http://host:port) instead of the 
 MODEL_HELP = f"TWN checkpoint directory or hub id. Default: the index's model; {DEFAULT_MODEL_ID} for a new index."
 
 
+# The errors a user can fix (wrong index, model, URL, budget): one line and exit code 2.
+USER_ERRORS = (IndexStoreError, CheckpointError, UnsupportedArchitectureError, FileNotFoundError, ValueError)
+
+
 @contextmanager
 def _reported_errors() -> Iterator[None]:
-    """Turn the errors a user can fix (wrong index, model, URL, budget) into one line and
-    exit code 2, instead of a traceback; any other error is internal: its traceback, one line,
-    exit code 70."""
+    """Turn any error into one line and an exit code instead of a bare traceback (``_exit_with``)."""
     try:
         yield
     except (typer.Exit, typer.Abort):
         raise
-    except (IndexStoreError, CheckpointError, UnsupportedArchitectureError, FileNotFoundError, ValueError) as exc:
-        typer.echo(f"error: {printable(str(exc))}", err=True)
-        raise typer.Exit(USAGE_ERROR) from exc
     except Exception as exc:
-        _report_internal_error(exc)
+        _exit_with(exc)
 
 
-def _report_internal_error(exc: BaseException, context: str = "") -> None:
-    """Print the traceback of an error that is nobody's input's fault, then one line; exit 70."""
+def _exit_with(exc: BaseException, message: str | None = None, user_errors: tuple = USER_ERRORS) -> NoReturn:
+    """Exit for ``exc``: one of ``user_errors`` as one line, exit code 2; any other is internal:
+    its traceback, one line, exit code 70. ``message`` replaces the error's own text."""
+    if isinstance(exc, user_errors):
+        typer.echo(f"error: {printable(message or str(exc))}", err=True)
+        raise typer.Exit(USAGE_ERROR) from exc
     typer.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
-    message = printable(f"{context or f'{type(exc).__name__}: {exc}'}")
+    message = printable(message or f"{type(exc).__name__}: {exc}")
     typer.echo(f"error: internal error: {message} (no input file's fault; the traceback above says where)", err=True)
     raise typer.Exit(INTERNAL_ERROR) from exc
 
@@ -146,9 +149,9 @@ def index_command(
             twn_index.set_budget("document", dataclasses.replace(twn_index.budget("document"), **limits))
         try:
             report = twn_index.add(paths, show_progress=sys.stderr.isatty(), batch_size=batch_size)
-        except IndexingAborted as exc:
+        except IndexingAborted as exc:  # not a file's fault: what was done, then the error
             _print_report(exc.report, as_json, error=str(exc))
-            _report_internal_error(exc.__cause__ or exc, context=str(exc))
+            _exit_with(exc.__cause__ or exc, str(exc), user_errors=(IndexStoreError,))
     _print_report(report, as_json)
     if not report.ok:
         raise typer.Exit(FILES_FAILED)
