@@ -10,7 +10,7 @@ from PIL import Image
 
 import twn_rag
 
-# Exit codes of every command.
+# Exit codes of the index commands (index, search, info, delete).
 FILES_FAILED = 1  # some input files failed (each named with its reason); the others were processed
 USAGE_ERROR = 2  # bad arguments, or an index/model that cannot be used as asked
 INTERNAL_ERROR = 70  # a bug (EX_SOFTWARE in sysexits.h): the traceback is printed, and what was done before it
@@ -19,9 +19,9 @@ app = typer.Typer(
     name="twn-rag",
     help=(
         "Think-When-Needed multimodal embeddings: index, search, train and evaluate.\n\n"
-        f"Exit codes: 0 success; {FILES_FAILED} some files failed (each is named, the others were indexed); "
-        f"{USAGE_ERROR} usage or index error; {INTERNAL_ERROR} internal error (a bug: the traceback is printed, "
-        "and the summary of what was done before it)."
+        f"Exit codes of index, search, info and delete: 0 success; {FILES_FAILED} some files failed "
+        f"(each is named, the others were indexed); {USAGE_ERROR} usage or index error; {INTERNAL_ERROR} "
+        "internal error, no input file's fault (the traceback is printed, and what was done before it)."
     ),
     no_args_is_help=True,
     add_completion=False,
