@@ -24,17 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from twn_rag.hostile_files import (
-    link_to_device,
-    make_fifo,
-    make_symlink_loop,
-    undecodable_name,
-    write_jpeg_bomb,
-    write_png_bomb,
-    write_wide_image,
-    write_wide_pdf,
-    write_wide_video,
-)
+from twn_rag import hostile_files as hostile
 from twn_rag.index import TWNIndex
 from twn_rag.loaders.files import canonical_source
 from twn_rag.loaders.items import utf8_safe
@@ -211,7 +201,7 @@ KINDS: dict[str, tuple[str, Writer, bool]] = {
     "pdf: empty": ("empty.pdf", _plain(lambda p: (p.write_bytes(b""), p)[1]), False),
     "pdf: encrypted": ("encrypted.pdf", _plain(lambda p: write_sample_pdf(p, ["secret"], password="pw")), False),
     "pdf: a PNG named .pdf": ("image.pdf", _as(_png, ".png"), False),
-    "pdf: 500:1 page": ("wide.pdf", _plain(write_wide_pdf), False),
+    "pdf: 500:1 page": ("wide.pdf", _plain(hostile.write_wide_pdf), False),
     "pdf: 14400x14400 pt page": ("huge.pdf", _plain(lambda p: write_sample_pdf(p, 1, page_size=(14400, 14400))), False),
     "pdf: 1x1 pt blank page": ("speck.pdf", _blank_pdf((1, 1)), False),
     "pdf: 0x0 pt blank page": ("zero-page.pdf", _blank_pdf((0, 0)), False),
@@ -225,27 +215,31 @@ KINDS: dict[str, tuple[str, Writer, bool]] = {
     "video: webm (vp8)": ("good.webm", _webm, False),
     "video: one frame": ("one-frame.mp4", _single_frame, False),
     "video: audio only": ("audio.mp4", _audio_only, False),
-    "video: 256:1 frames": ("wide.mp4", _plain(write_wide_video), False),
+    "video: 256:1 frames": ("wide.mp4", _plain(hostile.write_wide_video), False),
     "image: good png": ("good.png", _plain(_png), False),
     "image: good jpeg": ("good.jpg", _plain(_jpg), False),
     "image: truncated png": ("truncated.png", _damaged(_png, truncated), True),
     "image: truncated jpeg": ("truncated.jpg", _damaged(_jpg, truncated), True),
     "image: bit-flipped jpeg": ("flipped.jpg", _damaged(_jpg, bit_flipped), True),
-    "image: PNG bomb 30000^2": ("bomb.png", _plain(write_png_bomb), False),
-    "image: JPEG bomb 65000^2": ("bomb.jpg", _plain(write_jpeg_bomb), False),
+    "image: PNG bomb 30000^2": ("bomb.png", _plain(hostile.write_png_bomb), False),
+    "image: JPEG bomb 65000^2": ("bomb.jpg", _plain(hostile.write_jpeg_bomb), False),
     "image: 13000^2 PNG": ("large.png", _large_png, False),
-    "image: 10000x20": ("wide.png", _plain(write_wide_image), False),
-    "image: 20x10000": ("tall.png", _plain(lambda p: write_wide_image(p, (20, 10_000))), False),
+    "image: 10000x20": ("wide.png", _plain(hostile.write_wide_image), False),
+    "image: 20x10000": ("tall.png", _plain(lambda p: hostile.write_wide_image(p, (20, 10_000))), False),
     "image: 1x1": ("dot.png", _plain(lambda p: (Image.new("RGB", (1, 1), "red").save(p), p)[1]), False),
     "image: animated gif": ("anim.gif", _gif, False),
     "image: webp": ("good.webp", _webp, False),
     "image: a PDF named .png": ("doc.png", _as(_pdf, ".pdf"), False),
-    "hazard: symlink loop": ("loop.pdf", _plain(lambda p: make_symlink_loop(p.parent, p.name)), False),
+    "hazard: symlink loop": ("loop.pdf", _plain(lambda p: hostile.make_symlink_loop(p.parent, p.name)), False),
     "hazard: folder link loop": ("subdir", _dir_loop, False),
-    "hazard: FIFO named .pdf": ("pipe.pdf", _plain(make_fifo), False),
-    "hazard: /dev/zero named .mp4": ("zero.mp4", _plain(link_to_device), False),
+    "hazard: FIFO named .pdf": ("pipe.pdf", _plain(hostile.make_fifo), False),
+    "hazard: /dev/zero named .mp4": ("zero.mp4", _plain(hostile.link_to_device), False),
     "hazard: dangling link": ("dangling.pdf", _plain(lambda p: (os.symlink("gone.pdf", p), p)[1]), False),
-    "name: not UTF-8": ("-", _plain(lambda p: write_sample_pdf(undecodable_name(p.parent), ["latin-1"])), False),
+    "name: not UTF-8": (
+        "-",
+        _plain(lambda p: write_sample_pdf(hostile.undecodable_name(p.parent), ["latin-1"])),
+        False,
+    ),
     "name: newline": ("-", _named(b"line\nbreak.pdf", _pdf), False),
     "name: tab and escape": ("-", _named(b"tab\tesc\x1b[31m.pdf", _pdf), False),
     "name: 250 bytes": ("-", _named(b"n" * 246 + b".pdf", _pdf), False),

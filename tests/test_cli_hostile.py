@@ -11,19 +11,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from twn_rag import hostile_files as hostile
 from twn_rag.cli import app
 from twn_rag.cli.app import FILES_FAILED, INTERNAL_ERROR
-from twn_rag.hostile_files import (
-    link_to_device,
-    make_fifo,
-    make_symlink_loop,
-    undecodable_name,
-    write_jpeg_bomb,
-    write_png_bomb,
-    write_wide_image,
-    write_wide_pdf,
-    write_wide_video,
-)
 from twn_rag.index import TWNIndex
 from twn_rag.index.report import printable
 from twn_rag.loaders import FileRef, discover_files, iter_file_items
@@ -59,15 +49,15 @@ def _run_process(*args: str) -> subprocess.CompletedProcess:
 def hostile_docs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("hostile")
     write_sample_pdf(folder / "good.pdf", ["Install the tool.", "Configure the budget."])
-    write_png_bomb(folder / "bomb.png")
-    write_jpeg_bomb(folder / "bomb.jpg")
-    write_wide_image(folder / "wide.png")  # 500:1
-    write_wide_pdf(folder / "wide.pdf")  # a 500:1 page
-    write_wide_video(folder / "wide.mp4")  # 256:1
-    make_symlink_loop(folder, "loop.pdf")
-    make_fifo(folder / "pipe.pdf")
-    link_to_device(folder / "zero.mp4")
-    write_sample_pdf(undecodable_name(folder), ["A file name that is not UTF-8."])
+    hostile.write_png_bomb(folder / "bomb.png")
+    hostile.write_jpeg_bomb(folder / "bomb.jpg")
+    hostile.write_wide_image(folder / "wide.png")  # 500:1
+    hostile.write_wide_pdf(folder / "wide.pdf")  # a 500:1 page
+    hostile.write_wide_video(folder / "wide.mp4")  # 256:1
+    hostile.make_symlink_loop(folder, "loop.pdf")
+    hostile.make_fifo(folder / "pipe.pdf")
+    hostile.link_to_device(folder / "zero.mp4")
+    write_sample_pdf(hostile.undecodable_name(folder), ["A file name that is not UTF-8."])
     write_sample_pdf(folder / "line\nbreak.pdf", ["A file name with a newline."])
     (folder / "bad\nname.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"not image data" * 8)
     return folder

@@ -14,17 +14,7 @@ import pytest
 from PIL import Image
 
 from twn_rag import ReasoningBudget
-from twn_rag.hostile_files import (
-    link_to_device,
-    make_fifo,
-    make_symlink_loop,
-    undecodable_name,
-    write_jpeg_bomb,
-    write_png_bomb,
-    write_wide_image,
-    write_wide_pdf,
-    write_wide_video,
-)
+from twn_rag import hostile_files as hostile
 from twn_rag.index import TWNIndex
 from twn_rag.index.report import printable
 from twn_rag.inputs import EmbeddingInput
@@ -75,7 +65,7 @@ def _ratio(image):
 
 # -- bombs -----------------------------------------------------------------------------------
 def test_png_bomb_is_refused_from_its_header(tmp_path):
-    bomb = write_png_bomb(tmp_path / "bomb.png")
+    bomb = hostile.write_png_bomb(tmp_path / "bomb.png")
     assert bomb.stat().st_size < 200_000  # 30000 x 30000 pixels in ~100 KB
     with pytest.raises(LoadError) as caught:
         _items(bomb)
@@ -84,14 +74,14 @@ def test_png_bomb_is_refused_from_its_header(tmp_path):
     # is read (the data here is damaged: decoding would have said so instead).
     side = math.isqrt(MAX_DECODED_PIXELS) + 1
     header_only = tmp_path / "header-only.png"
-    header_only.write_bytes(write_png_bomb(tmp_path / "tmp.png", side).read_bytes()[:200])
+    header_only.write_bytes(hostile.write_png_bomb(tmp_path / "tmp.png", side).read_bytes()[:200])
     with pytest.raises(MediaError, match=f"declares {side}x{side} pixels.*refused before decoding"):
         load_image(header_only)
 
 
 def test_jpeg_bomb_is_refused_and_a_large_jpeg_is_decoded_reduced(tmp_path):
     with pytest.raises(LoadError, match="refused before decoding"):
-        _items(write_jpeg_bomb(tmp_path / "bomb.jpg"))
+        _items(hostile.write_jpeg_bomb(tmp_path / "bomb.jpg"))
     photo = tmp_path / "photo.jpg"
     Image.new("RGB", (4000, 4000), (20, 120, 200)).save(photo, quality=80)
     # Peak memory of decoding it for a 64x64-pixel model, in a fresh process: a full decode
@@ -137,9 +127,9 @@ def test_fit_image_keeps_all_content_within_the_ratio_and_the_pixel_cap(size, ma
 
 
 def test_extreme_aspect_ratios_are_padded_by_the_loaders(tmp_path):
-    [image] = _items(write_wide_image(tmp_path / "wide.png"))
-    [page] = _items(write_wide_pdf(tmp_path / "wide.pdf"))
-    frames = _items(write_wide_video(tmp_path / "wide.mp4"))
+    [image] = _items(hostile.write_wide_image(tmp_path / "wide.png"))
+    [page] = _items(hostile.write_wide_pdf(tmp_path / "wide.pdf"))
+    frames = _items(hostile.write_wide_video(tmp_path / "wide.mp4"))
     assert (image.metadata["width"], image.metadata["height"]) == (10_000, 20)  # the file's own size
     assert page.metadata["page_width_pt"] == 10_000 and page.text.startswith("A banner page")
     for item in (image, page, *frames):
@@ -153,9 +143,9 @@ def test_extreme_aspect_ratios_are_padded_by_the_loaders(tmp_path):
 
 def test_padded_items_embed(tmp_path, embedder):
     items = [
-        *_items(write_wide_image(tmp_path / "wide.png")),
-        *_items(write_wide_pdf(tmp_path / "wide.pdf")),
-        *_items(write_wide_video(tmp_path / "wide.mp4")),
+        *_items(hostile.write_wide_image(tmp_path / "wide.png")),
+        *_items(hostile.write_wide_pdf(tmp_path / "wide.pdf")),
+        *_items(hostile.write_wide_video(tmp_path / "wide.mp4")),
     ]
     results = embedder.encode([item.to_input() for item in items], role="document")
     assert len(results) == len(items) and all(np.isfinite(r.vector).all() for r in results)
@@ -170,9 +160,9 @@ def test_discovery_lists_links_loops_fifos_and_devices_with_reasons_and_opens_no
     folder = tmp_path / "docs"
     folder.mkdir()
     good = write_sample_pdf(folder / "good.pdf", ["fine"])
-    make_symlink_loop(folder, "loop.pdf")
-    make_fifo(folder / "pipe.pdf")
-    link_to_device(folder / "zero.mp4")
+    hostile.make_symlink_loop(folder, "loop.pdf")
+    hostile.make_fifo(folder / "pipe.pdf")
+    hostile.link_to_device(folder / "zero.mp4")
     os.symlink("missing.pdf", folder / "dangling.pdf")
     (folder / "sub").mkdir()
     os.symlink("..", folder / "sub" / "up")  # a folder loop, not followed
@@ -193,8 +183,8 @@ def test_discovery_lists_links_loops_fifos_and_devices_with_reasons_and_opens_no
 
 
 def test_describe_never_opens_a_fifo_or_a_device(tmp_path):
-    fifo = make_fifo(tmp_path / "pipe.pdf")
-    zero = link_to_device(tmp_path / "zero.mp4")
+    fifo = hostile.make_fifo(tmp_path / "pipe.pdf")
+    zero = hostile.link_to_device(tmp_path / "zero.mp4")
     for path, reason in ((fifo, "a FIFO"), (zero, "a character device")):
         with pytest.raises(LoadError, match=reason):
             _returns_within(30, lambda path=path: FileRef.describe(path))
@@ -205,7 +195,7 @@ def test_describe_never_opens_a_fifo_or_a_device(tmp_path):
 
 # -- names -------------------------------------------------------------------------------------
 def test_an_undecodable_name_is_stored_escaped_and_ids_stay_apart(tmp_path):
-    raw = undecodable_name(tmp_path)
+    raw = hostile.undecodable_name(tmp_path)
     write_sample_pdf(raw, ["bytes that are not UTF-8"])
     ref = FileRef.describe(raw)
     assert ref.source == str(tmp_path.resolve() / "caf\\xe9-\\xff.pdf") and ref.source.encode("utf-8")
