@@ -6,20 +6,22 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, NoReturn
 
 import typer
 
-from twn_rag.cli.app import app
+from twn_rag.cli.app import FILES_FAILED, INTERNAL_ERROR, USAGE_ERROR, app
 from twn_rag.config import DEFAULT_MODEL
 from twn_rag.embedder import DEFAULT_BATCH_SIZE
-from twn_rag.index import DEFAULT_COLLECTION, IndexReport, IndexStoreError, SearchHit, TWNIndex
+from twn_rag.index import DEFAULT_COLLECTION, IndexingAborted, IndexReport, IndexStoreError, SearchHit, TWNIndex
+from twn_rag.index.report import printable
 from twn_rag.modeling import CheckpointError, UnsupportedArchitectureError
 
-USAGE_ERROR = 2
+JSON_HELP = "Print JSON for machines instead of text"
 
 INDEX_HELP = "Index directory: the embedded Chroma database and the rendered page/frame images."
 COLLECTION_HELP = "Chroma collection name (3-512 characters of a-z, 0-9, '.', '_', '-')."
@@ -27,15 +29,36 @@ URL_HELP = "Use the Chroma server at this URL (http://host:port) instead of the 
 MODEL_HELP = f"TWN checkpoint directory or hub id. Default: the index's model; {DEFAULT_MODEL} for a new index."
 
 
+# The errors a user can fix (wrong index, model, URL, budget): one line and exit code 2.
+USER_ERRORS = (IndexStoreError, CheckpointError, UnsupportedArchitectureError, FileNotFoundError, ValueError)
+
+
 @contextmanager
 def _reported_errors() -> Iterator[None]:
-    """Turn the errors a user can fix (wrong index, model, URL, budget) into one line and
-    exit code 2, instead of a traceback."""
+    """Turn any error into one line and an exit code instead of a bare traceback (``_exit_with``)."""
     try:
         yield
-    except (IndexStoreError, CheckpointError, UnsupportedArchitectureError, FileNotFoundError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as exc:
+        _exit_with(exc)
+
+
+def _exit_with(exc: BaseException, message: str | None = None, user_errors: tuple = USER_ERRORS) -> NoReturn:
+    """Exit for ``exc``: one of ``user_errors`` as one line, exit code 2; any other is internal:
+    its traceback, one line, exit code 70. ``message`` replaces the error's own text."""
+    if isinstance(exc, user_errors):
+        typer.echo(f"error: {printable(message or str(exc))}", err=True)
         raise typer.Exit(USAGE_ERROR) from exc
+    typer.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
+    message = printable(message or f"{type(exc).__name__}: {exc}")
+    typer.echo(f"error: internal error: {message} (no input file's fault; the traceback above says where)", err=True)
+    raise typer.Exit(INTERNAL_ERROR) from exc
+
+
+def _echo_json(data: Any) -> None:
+    """One JSON document on one line (ASCII, so any file name survives any terminal)."""
+    typer.echo(json.dumps(data, sort_keys=True))
 
 
 def print_index_report(report: IndexReport) -> None:
@@ -68,12 +91,15 @@ def index_command(
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, help="Inputs per forward pass.")
     ] = DEFAULT_BATCH_SIZE,
+    as_json: Annotated[bool, typer.Option("--json", help=f"{JSON_HELP}: one document, the run's report.")] = False,
 ) -> None:
     """Index PDFs (pages: text + image), videos (sampled frames) and images into Chroma.
 
     Unchanged files are skipped, interrupted runs resume, changed files replace their old
-    items. Budget options change the index's document budget; what was spent is kept. Exits
-    with 1 when any file failed (the others are indexed).
+    items. Budget options change the index's document budget; what was spent is kept. Each
+    file that cannot be read or embedded is reported with its reason and the others are
+    indexed. Exit codes: 0 all indexed, 1 some files failed, 2 usage or index error, 70
+    internal error (the summary of what was done before it is still printed).
     """
     with _reported_errors():
         twn_index = TWNIndex.open(
@@ -87,25 +113,43 @@ def index_command(
         limits = {name: value for name, value in limits.items() if value is not None}
         if limits:
             twn_index.set_budget("document", dataclasses.replace(twn_index.budget("document"), **limits))
-        report = twn_index.add(paths, show_progress=sys.stderr.isatty(), batch_size=batch_size)
-    print_index_report(report)
+        try:
+            report = twn_index.add(paths, show_progress=sys.stderr.isatty(), batch_size=batch_size)
+        except IndexingAborted as exc:  # not a file's fault: what was done, then the error
+            _print_report(exc.report, as_json, error=str(exc))
+            _exit_with(exc.__cause__ or exc, str(exc), user_errors=(IndexStoreError,))
+    _print_report(report, as_json)
     if not report.ok:
-        raise typer.Exit(1)
+        raise typer.Exit(FILES_FAILED)
+
+
+def _print_report(report: IndexReport, as_json: bool, error: str | None = None) -> None:
+    if as_json:
+        _echo_json({**report.to_dict(), "error": error})
+    else:
+        print_index_report(report)
 
 
 def format_hit(hit: SearchHit) -> str:
-    """One tab-separated line: score, source, page or time, modality, image, thought."""
+    """One tab-separated line: score, source, page or time, modality, image, thought; any
+    control character in a field is escaped (``printable``), so a hit is always one line."""
     thought = json.dumps(hit.thought, ensure_ascii=False) if hit.thought is not None else "-"
     return "\t".join(
         (
             f"{hit.score:.4f}",
-            hit.source,
+            printable(hit.source),
             hit.location or "-",
             hit.modality,
-            f"image={hit.image_path or '-'}",
-            f"thought={thought}",
+            f"image={printable(hit.image_path or '-')}",
+            f"thought={printable(thought)}",
         )
     )
+
+
+def hit_record(hit: SearchHit) -> dict[str, Any]:
+    """A hit as plain data for ``search --json``."""
+    fields = ("id", "score", "source", "modality", "page", "timestamp", "image_path", "thought", "gate_score", "text")
+    return {name: getattr(hit, name) for name in fields}
 
 
 @app.command("search")
@@ -121,9 +165,11 @@ def search_command(
         str | None, typer.Option("--model", help="Override the index's model path (same model only).")
     ] = None,
     chroma_url: Annotated[str | None, typer.Option("--chroma-url", help=URL_HELP)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help=f"{JSON_HELP}: one object per hit, one per line.")] = False,
 ) -> None:
     """Search the index by text and/or image; prints one hit per line, best first:
-    score, source, page=N or t=S, modality, image=PATH, thought=JSON."""
+    score, source, page=N or t=S, modality, image=PATH, thought=JSON (tab-separated, control
+    characters in names escaped). With --json, one JSON object per hit per line (JSON Lines)."""
     if query is None and image is None:
         typer.echo("error: give a QUERY, an --image, or both", err=True)
         raise typer.Exit(USAGE_ERROR)
@@ -135,7 +181,10 @@ def search_command(
         thought = "did not think" if asked.thought is None else f"thought {asked.thought!r}"
         typer.echo(f"query: gate {asked.gate_score:.2f}, {thought}", err=True)
     for hit in hits:
-        typer.echo(format_hit(hit))
+        if as_json:
+            _echo_json(hit_record(hit))
+        else:
+            typer.echo(format_hit(hit))
 
 
 @app.command("info")
@@ -143,13 +192,17 @@ def info_command(
     index: Annotated[Path, typer.Option("--index", help=INDEX_HELP)],
     collection: Annotated[str, typer.Option("--collection", help=COLLECTION_HELP)] = DEFAULT_COLLECTION,
     chroma_url: Annotated[str | None, typer.Option("--chroma-url", help=URL_HELP)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help=f"{JSON_HELP}: one document.")] = False,
 ) -> None:
     """What the index holds (items by modality) and its budgets (spent vs allowed)."""
     with _reported_errors():
         info = TWNIndex.open(index, collection=collection, chroma_url=chroma_url).info()
+    if as_json:
+        _echo_json(info.to_dict())
+        return
     modalities = ", ".join(f"{name}: {count}" for name, count in info.modalities.items()) or "none"
-    typer.echo(f"index: {info.location} (collection {info.collection!r})")
-    typer.echo(f"model: {info.model_id} (dimension {info.dimension})")
+    typer.echo(f"index: {printable(info.location)} (collection {info.collection!r})")
+    typer.echo(f"model: {printable(info.model_id)} (dimension {info.dimension})")
     typer.echo(f"items: {info.items} from {info.sources} sources ({modalities})")
     for role in ("document", "query"):
         typer.echo(f"{role} budget: {info.budgets[role].describe()}")
@@ -166,4 +219,4 @@ def delete_command(
     with _reported_errors():
         twn_index = TWNIndex.open(index, collection=collection, chroma_url=chroma_url)
         for source in sources:
-            typer.echo(f"{source}: {twn_index.delete_source(source)} items removed")
+            typer.echo(f"{printable(str(source))}: {twn_index.delete_source(source)} items removed")

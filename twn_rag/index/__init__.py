@@ -2,7 +2,7 @@
 
 from twn_rag.index.errors import IndexConnectionError, IndexMismatchError, IndexNotFoundError, IndexStoreError
 from twn_rag.index.records import SearchHit
-from twn_rag.index.report import IndexInfo, IndexReport, IngestTimings
+from twn_rag.index.report import IndexInfo, IndexingAborted, IndexReport, IngestTimings
 from twn_rag.index.twn_index import DEFAULT_CHUNK_SIZE, DEFAULT_COLLECTION, TWNIndex
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "IndexNotFoundError",
     "IndexReport",
     "IndexStoreError",
+    "IndexingAborted",
     "IngestTimings",
     "SearchHit",
     "TWNIndex",

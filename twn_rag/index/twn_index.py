@@ -51,12 +51,11 @@ from twn_rag.index.records import (
     record_metadata,
     resolve_image_path,
 )
-from twn_rag.index.report import IndexInfo, IndexReport
+from twn_rag.index.report import IndexInfo, IndexingAborted, IndexReport
 from twn_rag.index.streams import batched, mark_last, saving_images, timed
-from twn_rag.inputs import InvalidInputError
 from twn_rag.loaders.dispatch import iter_file_items
 from twn_rag.loaders.files import FileRef, canonical_source, discover_files
-from twn_rag.loaders.items import DocumentItem, FileFailure, LoadError
+from twn_rag.loaders.items import DocumentItem, FileFailure, LoadError, utf8_safe
 from twn_rag.loaders.prefetch import prefetched
 from twn_rag.loaders.settings import LoaderSettings
 
@@ -94,6 +93,22 @@ class _PendingChunk:
     results: list[EmbeddingResult] = field(default_factory=list)
     budget: ReasoningBudget | None = None
     ledger_before: BudgetLedger = field(default_factory=BudgetLedger)
+
+
+def _place(item: DocumentItem) -> str:
+    """Where an item is in its file, for messages: ``page 3``, ``t=12.50s`` or ``the image``."""
+    if "page" in item.metadata:
+        return f"page {item.metadata['page']}"
+    if "timestamp" in item.metadata:
+        return f"t={float(item.metadata['timestamp']):.2f}s"
+    return "the image"
+
+
+def _not_embedded(failed: list[tuple[DocumentItem, str]]) -> str:
+    """One phrase for the items of a file that could not be embedded: how many, the first's place and reason."""
+    item, reason = failed[0]
+    others = f" (and {len(failed) - 1} more items)" if len(failed) > 1 else ""
+    return f"{_place(item)} could not be embedded{others}: {reason}"
 
 
 def _add_spend(ledger: BudgetLedger, before: BudgetLedger, after: BudgetLedger) -> None:
@@ -364,8 +379,12 @@ class TWNIndex:
     ) -> IndexReport:
         """Index every supported file under ``paths`` (folders walked recursively).
 
-        Unchanged files are skipped, interrupted ones resumed, changed ones replaced. A file
-        that cannot be read is reported in ``IndexReport.failures`` and the others go on.
+        Unchanged files are skipped, interrupted ones resumed, changed ones replaced. Each file
+        stands alone: one that cannot be read, or whose items cannot all be embedded (a
+        processor limit, out of memory, a non-finite vector: the batch is split to isolate the
+        item), is reported in ``IndexReport.failures`` with its reason and the others go on.
+        An error that is no file's fault (the store, the disk) raises ``IndexingAborted``,
+        which carries the report of what was done before it.
         """
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -378,19 +397,24 @@ class TWNIndex:
             self.embedder  # noqa: B018 - load the model before the progress bars start
         files_bar = tqdm(total=len(discovery.files), desc="files", unit="file", disable=not show_progress)
         items_bar = tqdm(desc="items", unit="item", disable=not show_progress)
+        current: Path | None = None
         try:
-            for path, kind in discovery.files:
-                files_bar.set_postfix_str(path.name, refresh=False)
+            for current, kind in discovery.files:
+                files_bar.set_postfix_str(utf8_safe(current.name), refresh=False)
                 try:
-                    self._add_file(path, kind, report, batch_size, chunk_size, items_bar)
-                except (LoadError, InvalidInputError) as exc:
-                    report.failures.append(FileFailure(str(path), exc.reason))
-                    logger.warning("failed %s: %s", path, exc.reason)
+                    self._add_file(current, kind, report, batch_size, chunk_size, items_bar)
+                except LoadError as exc:
+                    report.failures.append(FileFailure(str(current), exc.reason))
+                    logger.warning("failed %s: %s", current, exc.reason)
                 files_bar.update()
+            report.document_budget = self.budget("document")
+        except Exception as exc:
+            report.document_budget = self.manifest.budgets["document"]  # as last read: the store may be what failed
+            report.timings.wall_s = time.perf_counter() - started
+            raise IndexingAborted(report, None if current is None else str(current), exc) from exc
         finally:
             items_bar.close()
             files_bar.close()
-        report.document_budget = self.budget("document")
         report.timings.wall_s = time.perf_counter() - started
         return report
 
@@ -400,7 +424,7 @@ class TWNIndex:
         started = time.perf_counter()
         ref = FileRef.describe(path, kind)
         report.timings.load_s += time.perf_counter() - started
-        stored = self._source_records(ref.source)
+        stored = {i: meta for i, meta in self._source_records(ref.source).items() if ref.owns(i)}
         current = {i for i, meta in stored.items() if meta.get("content_hash") == ref.content_hash}
         stale = [i for i in stored if i not in current]
         if any(stored[i].get(LAST_IN_FILE_KEY) for i in current):
@@ -419,43 +443,93 @@ class TWNIndex:
     ) -> None:
         """Embed and store, in order, the items of ``ref`` not in ``stored_ids``. Loading
         (render/decode, page and frame image files) runs up to a chunk ahead in a background
-        thread, overlapping with embedding; each batch is embedded as soon as it is loaded."""
+        thread, overlapping with embedding; each batch is embedded as soon as it is loaded.
+
+        Items that cannot be embedded are left out (their image files removed) and the rest
+        of the file goes on; the file then stays incomplete (no item flagged last), so the next
+        run retries just those, and ``LoadError`` reports them."""
         loaded = saving_images(iter_file_items(ref, self.manifest.loader), self.images_dir)
         chunk = _PendingChunk()
+        failed: list[tuple[DocumentItem, str]] = []
         with closing(prefetched(timed(loaded, report.timings), max_ahead=chunk_size)) as items:
             try:
                 for batch in batched(mark_last(items), batch_size):
                     todo = [item for item in batch if item.id not in stored_ids]
                     if todo:
-                        self._embed_into(chunk, todo, batch_size, report)
+                        self._embed_into(chunk, todo, batch_size, report, failed)
                     if len(chunk.items) >= chunk_size:
-                        self._flush(chunk, report, ref.path, items_bar)
+                        self._flush(chunk, report, ref.path, items_bar, complete=not failed)
                         chunk = _PendingChunk()
-            except (LoadError, InvalidInputError):
+            except LoadError as exc:
                 # Damage part-way through: keep what was embedded before it (stored, its spend
                 # recorded); the file stays incomplete and is retried by the next run.
-                self._flush(chunk, report, ref.path, items_bar)
+                self._flush(chunk, report, ref.path, items_bar, complete=False)
+                if failed:
+                    raise LoadError(ref.path, f"{exc.reason}; before that, {_not_embedded(failed)}") from exc
                 raise
-        self._flush(chunk, report, ref.path, items_bar)
+        self._flush(chunk, report, ref.path, items_bar, complete=not failed)
+        if failed:
+            raise LoadError(ref.path, f"{_not_embedded(failed)}; the other items are stored, the next run retries")
 
     def _embed_into(
-        self, chunk: _PendingChunk, items: list[DocumentItem], batch_size: int, report: IndexReport
+        self,
+        chunk: _PendingChunk,
+        items: list[DocumentItem],
+        batch_size: int,
+        report: IndexReport,
+        failed: list[tuple[DocumentItem, str]],
     ) -> None:
-        """Embed one batch as soon as it is loaded, under the budget read at the chunk's start."""
+        """Embed one batch as soon as it is loaded, under the budget read at the chunk's start:
+        embedded items join the chunk, the others join ``failed`` with their reason."""
         if chunk.budget is None:
             chunk.budget = self.budget("document")
             chunk.ledger_before = dataclasses.replace(chunk.budget.ledger)
         started = time.perf_counter()
-        inputs = [item.to_input() for item in items]
-        results = self.embedder.encode(inputs, role="document", budget=chunk.budget, batch_size=batch_size)
+        outcomes = self._embed_isolating(items, chunk.budget, batch_size)
         report.timings.embed_s += time.perf_counter() - started
-        chunk.items.extend(items)
-        chunk.results.extend(results)
+        for item, outcome in zip(items, outcomes):
+            if isinstance(outcome, EmbeddingResult):
+                chunk.items.append(item)
+                chunk.results.append(outcome)
+            else:
+                failed.append((item, outcome))
+                logger.warning("cannot embed %s of %s: %s", _place(item), item.metadata.get("source"), outcome)
+                self._remove_own_image(item.image_path)
 
-    def _flush(self, chunk: _PendingChunk, report: IndexReport, path: Path, items_bar) -> None:
-        """Record the chunk's spend in the stored ledger, then write its records."""
+    def _embed_isolating(
+        self, items: list[DocumentItem], budget: ReasoningBudget, batch_size: int
+    ) -> list[EmbeddingResult | str]:
+        """One result per item, or the reason it could not be embedded. A batch that fails
+        (any error, or a non-finite vector) is split in halves and retried, down to single
+        items, so one bad item does not fail its neighbours; the budget's ledger keeps only
+        the spend of the attempts that succeeded (retried thoughts come from the cache)."""
+        ledger_before = dataclasses.replace(budget.ledger)
+        try:
+            results = self.embedder.encode(
+                [item.to_input() for item in items], role="document", budget=budget, batch_size=batch_size
+            )
+            if all(np.isfinite(result.vector).all() for result in results):
+                return results
+            reason = "the model returned a non-finite vector (NaN or inf)"
+        except Exception as exc:  # processor limits, out of memory, unreadable input...
+            reason = f"{type(exc).__name__}: {exc}"
+        budget.ledger = ledger_before
+        if len(items) == 1:
+            return [reason]
+        middle = len(items) // 2
+        return [
+            *self._embed_isolating(items[:middle], budget, batch_size),
+            *self._embed_isolating(items[middle:], budget, batch_size),
+        ]
+
+    def _flush(self, chunk: _PendingChunk, report: IndexReport, path: Path, items_bar, *, complete: bool) -> None:
+        """Record the chunk's spend in the stored ledger, then write its records. Unless the
+        file is ``complete`` (every item before was stored), no item is flagged last in it."""
         if not chunk.items:
             return
+        if not complete:
+            for item in chunk.items:
+                item.metadata[LAST_IN_FILE_KEY] = False
         started = time.perf_counter()
         self._commit_spend("document", chunk.ledger_before, chunk.budget.ledger)
         self.store(chunk.items, chunk.results)
@@ -568,13 +642,15 @@ class TWNIndex:
     def _delete_ids(self, ids: Sequence[str]) -> int:
         if not ids:
             return 0
-        images_dir = self.images_dir.resolve()
         for start in range(0, len(ids), self._max_batch_size):
             batch = list(ids[start : start + self._max_batch_size])
             found = self._collection.get(ids=batch, include=["metadatas"])
             self._collection.delete(ids=batch)
             for metadata in found["metadatas"]:
-                recorded = resolve_image_path((metadata or {}).get("image_path"), self.index_dir)
-                if recorded is not None and Path(recorded).parent == images_dir:  # ours, not a user's image
-                    Path(recorded).unlink(missing_ok=True)
+                self._remove_own_image(resolve_image_path((metadata or {}).get("image_path"), self.index_dir))
         return len(ids)
+
+    def _remove_own_image(self, image_path: str | None) -> None:
+        """Delete a page or frame image the index wrote (never a user's image file)."""
+        if image_path is not None and Path(image_path).parent == self.images_dir.resolve():
+            Path(image_path).unlink(missing_ok=True)
