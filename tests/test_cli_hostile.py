@@ -152,11 +152,11 @@ def test_a_crash_has_its_own_exit_code_and_still_prints_the_summary(tmp_path, ti
     real_store = TWNIndex.store
     stores = []
 
-    def store_then_fail(self, items, results):  # the store breaks after the first file
+    def store_then_fail(self, items, results, **options):  # the store breaks after the first file
         stores.append(len(items))
         if len(stores) > 1:
             raise RuntimeError("the disk is on fire")
-        return real_store(self, items, results)
+        return real_store(self, items, results, **options)
 
     monkeypatch.setattr(TWNIndex, "store", store_then_fail)
     result = _run("index", str(docs), "--index", str(tmp_path / "index"), "--model", str(tiny_ckpt))

@@ -15,6 +15,10 @@ from twn_rag.loaders.items import DocumentItem, MetadataValue
 # Set on a file's final item: its presence means every item of the file is stored, because
 # items are written in order.
 LAST_IN_FILE_KEY = "last_in_file"
+THOUGHT_USED_KEY = "thought_used"
+# The store that wrote a record (a token per chunk): how a writer tells the records it stored
+# new from those another writer stored first, and how an interrupted store is counted later.
+WRITER_KEY = "twn_writer"
 
 
 def record_metadata(

@@ -5,7 +5,6 @@ Layout of an index directory::
 
     <index_dir>/chroma/   the embedded Chroma database (absent when a server URL is used)
     <index_dir>/images/   rendered pages and sampled frames, one file per item
-    <index_dir>/.twn-index.lock
 
 Consistency, including after a kill -9:
 
@@ -15,9 +14,11 @@ Consistency, including after a kill -9:
   whose flagged item is stored is complete, and re-indexing it writes nothing; an incomplete
   file is resumed, embedding only the items not stored yet;
 - a changed file's old items are deleted only once its new version is complete;
-- each chunk's budget spend is merged into the stored ledger *before* its records are
-  written, so every stored item's spend is in the ledger (a kill between the two counts
-  spend whose items are then embedded again, which was spent indeed).
+- the ledger is exact (``budget_store``): a chunk's thought tokens are committed before its
+  records are written (spent when generated); its items are counted once, when this writer
+  stored them new (records carry the writer's token and are read back), so a second writer
+  or a resumed run never counts them again; a store killed between writing and counting is
+  counted by the next writer on the machine, from the records that carry its token.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import dataclasses
 import logging
 import re
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -35,16 +37,17 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from twn_rag.budget import BudgetLedger, ReasoningBudget
-from twn_rag.config import ROLES
+from twn_rag.budget import ReasoningBudget
 from twn_rag.embedder import DEFAULT_BATCH_SIZE, EmbeddingResult, TWNEmbedder
+from twn_rag.index.budget_store import CollectionBudgets
 from twn_rag.index.client import CHROMA_SUBDIR, COSINE_CONFIGURATION, connect, describe_client
 from twn_rag.index.errors import IndexMismatchError, IndexNotFoundError
 from twn_rag.index.fingerprint import ModelFingerprint
-from twn_rag.index.locking import exclusive_lock
 from twn_rag.index.manifest import IndexManifest, canonical_model_id
 from twn_rag.index.records import (
     LAST_IN_FILE_KEY,
+    THOUGHT_USED_KEY,
+    WRITER_KEY,
     SearchHit,
     add_chunked,
     hits_from_query,
@@ -67,7 +70,6 @@ DEFAULT_COLLECTION = "twn"
 DEFAULT_CHUNK_SIZE = 32
 IMAGES_SUBDIR = "images"
 COLLECTION_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]")
-LOCK_FILENAME = ".twn-index.lock"
 
 
 def _load_embedder(model: TWNEmbedder | str | Path) -> TWNEmbedder:
@@ -92,7 +94,6 @@ class _PendingChunk:
     items: list[DocumentItem] = field(default_factory=list)
     results: list[EmbeddingResult] = field(default_factory=list)
     budget: ReasoningBudget | None = None
-    ledger_before: BudgetLedger = field(default_factory=BudgetLedger)
 
 
 def _place(item: DocumentItem) -> str:
@@ -111,12 +112,6 @@ def _not_embedded(failed: list[tuple[DocumentItem, str]]) -> str:
     return f"{_place(item)} could not be embedded{others}: {reason}"
 
 
-def _add_spend(ledger: BudgetLedger, before: BudgetLedger, after: BudgetLedger) -> None:
-    ledger.items_seen += after.items_seen - before.items_seen
-    ledger.items_thought += after.items_thought - before.items_thought
-    ledger.thought_tokens += after.thought_tokens - before.thought_tokens
-
-
 class TWNIndex:
     """A searchable multimodal index in one Chroma collection. Open it with ``open``; then
     ``add`` paths, ``search`` by text and/or image, ``delete_source``, ``info``."""
@@ -128,6 +123,8 @@ class TWNIndex:
         self.location = location
         self._embedder = embedder
         self._max_batch_size = int(client.get_max_batch_size())
+        # Every read and write of the collection's metadata (budgets, manifest) goes through it.
+        self._budgets = CollectionBudgets(collection)
         # The embedded query of the last ``search``: its thought and gate score.
         self.last_query: EmbeddingResult | None = None
         manifest = IndexManifest.from_metadata(collection.metadata)
@@ -284,7 +281,7 @@ class TWNIndex:
         if not self.manifest.identity.is_legacy:
             self.manifest.check_model(embedder, self._where, identity)
             return
-        with exclusive_lock(self.index_dir / LOCK_FILENAME):
+        with self._budgets.exclusive():
             manifest = self._read_manifest()  # another process may have recorded it meanwhile
             manifest.check_model(embedder, self._where, identity)
             if manifest.identity.is_legacy:
@@ -321,52 +318,42 @@ class TWNIndex:
     def count(self) -> int:
         return self._collection.count()
 
-    # -- budgets (read fresh, merged under a lock) -----------------------------------------
+    # -- budgets (read fresh, committed through the collection's budget store) ---------------
     def _read_manifest(self) -> IndexManifest:
-        fresh = self._client.get_collection(self.name, embedding_function=None)
-        manifest = IndexManifest.from_metadata(fresh.metadata)
+        manifest = IndexManifest.from_metadata(self._budgets.metadata())
         if manifest is None:
             raise IndexMismatchError(f"collection {self.name!r} at {self.location} lost its twn-rag metadata")
         self.manifest = manifest
         return manifest
 
     def _write_manifest(self, manifest: IndexManifest) -> None:
-        current = self._client.get_collection(self.name, embedding_function=None).metadata
-        self._collection.modify(metadata=IndexManifest.merged_into(current, manifest))
+        """Store ``manifest``'s identity and settings; the stored budgets stay as they are."""
+
+        def write(metadata: dict[str, Any], _budgets) -> None:
+            merged = IndexManifest.merged_into(metadata, manifest)
+            metadata.clear()
+            metadata.update(merged)
+
+        self._budgets.modify_metadata(write)
         self.manifest = manifest
+
+    @property
+    def budgets(self) -> CollectionBudgets:
+        """The collection's budget store: what every route writing into this index commits to."""
+        return self._budgets
 
     def budget(self, role: str) -> ReasoningBudget:
         """The stored budget of ``role`` (limits and ledger), as of now."""
-        if role not in ROLES:
-            raise ValueError(f"role must be one of {ROLES}, got {role!r}")
-        return self._read_manifest().budgets[role]
+        return self._budgets.read(role)
 
     def set_budget(self, role: str, budget: ReasoningBudget) -> ReasoningBudget:
         """Replace the limits of ``role``'s budget; the ledger (what was spent) is kept."""
-        if role not in ROLES:
-            raise ValueError(f"role must be one of {ROLES}, got {role!r}")
-        with exclusive_lock(self.index_dir / LOCK_FILENAME):
-            manifest = self._read_manifest().copy()
-            updated = dataclasses.replace(budget, ledger=manifest.budgets[role].ledger)
-            manifest.budgets[role] = updated
-            self._write_manifest(manifest)
-        return updated
-
-    def _commit_spend(self, role: str, before: BudgetLedger, after: BudgetLedger) -> None:
-        """Add what was spent since ``before`` to the stored ledger (merging with what other
-        processes recorded meanwhile)."""
-        with exclusive_lock(self.index_dir / LOCK_FILENAME):
-            manifest = self._read_manifest().copy()
-            _add_spend(manifest.budgets[role].ledger, before, after)
-            self._write_manifest(manifest)
+        return self._budgets.set_limits(role, budget)
 
     def _encode(self, inputs: Sequence[Any], role: str, batch_size: int) -> list[EmbeddingResult]:
         """Encode under the stored budget of ``role`` and persist its spend."""
-        budget = self.budget(role)
-        before = dataclasses.replace(budget.ledger)
-        results = self.embedder.encode(inputs, role=role, budget=budget, batch_size=batch_size)
-        self._commit_spend(role, before, budget.ledger)
-        return results
+        with self._budgets.spending(role) as budget:
+            return self.embedder.encode(inputs, role=role, budget=budget, batch_size=batch_size)
 
     # -- writing ---------------------------------------------------------------------------
     def add(
@@ -483,7 +470,6 @@ class TWNIndex:
         embedded items join the chunk, the others join ``failed`` with their reason."""
         if chunk.budget is None:
             chunk.budget = self.budget("document")
-            chunk.ledger_before = dataclasses.replace(chunk.budget.ledger)
         started = time.perf_counter()
         outcomes = self._embed_isolating(items, chunk.budget, batch_size)
         report.timings.embed_s += time.perf_counter() - started
@@ -523,30 +509,50 @@ class TWNIndex:
         ]
 
     def _flush(self, chunk: _PendingChunk, report: IndexReport, path: Path, items_bar, *, complete: bool) -> None:
-        """Record the chunk's spend in the stored ledger, then write its records. Unless the
-        file is ``complete`` (every item before was stored), no item is flagged last in it."""
+        """Write the chunk's records and count them in the stored ledger, exactly: thought
+        tokens as spent (they were generated), items once, when this writer stored them new
+        (not those another writer stored first). Unless the file is ``complete`` (every item
+        before was stored), no item is flagged last in it."""
         if not chunk.items:
             return
         if not complete:
             for item in chunk.items:
                 item.metadata[LAST_IN_FILE_KEY] = False
         started = time.perf_counter()
-        self._commit_spend("document", chunk.ledger_before, chunk.budget.ledger)
-        self.store(chunk.items, chunk.results)
+        with self._budgets.exclusive():
+            self._budgets.recover_stores(self._records_of_writer)
+            tokens = sum(result.thought_tokens for result in chunk.results)
+            writer = self._budgets.begin_store("document", tokens)
+            added = self.store(chunk.items, chunk.results, writer=writer)
+            thought = sum(
+                1 for item, result in zip(chunk.items, chunk.results) if item.id in added and result.thought_used
+            )
+            self._budgets.finish_store(writer, len(added), thought)
         report.timings.store_s += time.perf_counter() - started
-        report.items_added += len(chunk.items)
+        report.items_added += len(added)
         items_bar.update(len(chunk.items))
-        logger.info("stored %d items of %s (%d in index)", len(chunk.items), path, report.items_added)
+        logger.info("stored %d new items of %s (%d in this run)", len(added), path, report.items_added)
 
-    def store(self, items: Sequence[DocumentItem], results: Sequence[EmbeddingResult]) -> None:
+    def _records_of_writer(self, writer: str) -> tuple[int, int]:
+        """``(records, records that thought)`` that the store tagged ``writer`` wrote."""
+        found = self._collection.get(where={WRITER_KEY: writer}, include=["metadatas"])
+        metadatas = [m or {} for m in found["metadatas"]]
+        return len(metadatas), sum(1 for m in metadatas if m.get(THOUGHT_USED_KEY))
+
+    def store(
+        self, items: Sequence[DocumentItem], results: Sequence[EmbeddingResult], *, writer: str | None = None
+    ) -> set[str]:
         """Write items with their embeddings (computed here by ``add``, or elsewhere by the
         same model): images saved under ``images/``, records added in order in slices within
         Chroma's max batch size; ids already stored are left as they are. Pixels are released
-        afterwards."""
+        afterwards. Returns the ids this call stored new: records are tagged with a ``writer``
+        token (one is made when not given) and read back, so a record another writer stored
+        first, even in the same instant on another machine, is not counted as ours."""
         if len(items) != len(results):
             raise ValueError(f"{len(items)} items but {len(results)} embeddings")
         if not items:
-            return
+            return set()
+        writer = writer or uuid.uuid4().hex
         vectors = np.stack([r.vector for r in results]).astype(np.float32, copy=False)
         if vectors.shape[1] != self.manifest.dimension:
             raise IndexMismatchError(
@@ -559,12 +565,23 @@ class TWNIndex:
             self._collection,
             ids=[item.id for item in items],
             embeddings=vectors,
-            metadatas=[record_metadata(item, result, self.index_dir) for item, result in zip(items, results)],
+            metadatas=[
+                {**record_metadata(item, result, self.index_dir), WRITER_KEY: writer}
+                for item, result in zip(items, results)
+            ],
             documents=[item.text for item in items],
             max_batch_size=self._max_batch_size,
         )
         for item in items:
             item.release_pixels()
+        return self._ids_written_by(writer, [item.id for item in items])
+
+    def _ids_written_by(self, writer: str, ids: Sequence[str]) -> set[str]:
+        ours: set[str] = set()
+        for start in range(0, len(ids), self._max_batch_size):
+            found = self._collection.get(ids=list(ids[start : start + self._max_batch_size]), include=["metadatas"])
+            ours |= {i for i, m in zip(found["ids"], found["metadatas"]) if (m or {}).get(WRITER_KEY) == writer}
+        return ours
 
     # -- reading ---------------------------------------------------------------------------
     def _source_records(self, source: str) -> dict[str, dict[str, Any]]:
