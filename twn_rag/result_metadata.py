@@ -57,10 +57,6 @@ class RecordedResult:
     thought_tokens: int
     gate_score: float
 
-    @property
-    def thought_used(self) -> bool:
-        return self.thought is not None
-
 
 def result_metadata(result: ThoughtOutcome) -> dict[str, str | float | int | bool]:
     """``result``'s thought, gate score, thought tokens and whether it thought, under

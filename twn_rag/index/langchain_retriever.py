@@ -10,10 +10,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
-from langchain_core.documents import Document
-from langchain_core.retrievers import BaseRetriever
-from pydantic import ConfigDict, Field
+try:
+    from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
+    from langchain_core.documents import Document
+    from langchain_core.retrievers import BaseRetriever
+    from pydantic import ConfigDict, Field
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError("TWNIndex.as_langchain_retriever needs langchain-core: pip install langchain-core") from exc
 
 from twn_rag.index.twn_index import TWNIndex
 from twn_rag.loaders.convert import langchain_document

@@ -11,8 +11,11 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from llama_index.core.base.base_retriever import BaseRetriever
-from llama_index.core.schema import NodeWithScore, QueryBundle
+try:
+    from llama_index.core.base.base_retriever import BaseRetriever
+    from llama_index.core.schema import NodeWithScore, QueryBundle
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError("TWNIndex.as_llama_index_retriever needs llama-index-core: pip install llama-index-core") from exc
 
 from twn_rag.loaders.convert import llama_index_node
 
