@@ -1,6 +1,6 @@
-"""What the LlamaIndex and LangChain integrations share: attaching to a loaded embedder,
-turning framework image inputs into ``encode`` inputs, and the scalar metadata that records
-a result's thought.
+"""What the LlamaIndex and LangChain integrations share: attaching to a loaded embedder and
+turning framework image inputs into ``encode`` inputs. (The scalar metadata that records a
+result's thought is ``twn_rag.result_metadata``, shared with ``TWNIndex``.)
 
 The integrations themselves (``llama_index.embeddings.twn``, ``langchain_twn``) are thin
 classes over these functions and ``TWNEmbedder.encode``; no model logic lives in them.
@@ -14,23 +14,6 @@ from typing import Any
 
 from twn_rag.device import resolve_device, resolve_dtype
 from twn_rag.embedder import EmbeddingResult, TWNEmbedder
-
-# Record metadata written for every embedded node / document (scalars only, never None,
-# so Chroma and other stores accept them).
-THOUGHT_KEY = "twn_thought"
-GATE_SCORE_KEY = "twn_gate_score"
-THOUGHT_TOKENS_KEY = "twn_thought_tokens"
-RESULT_METADATA_KEYS = (THOUGHT_KEY, GATE_SCORE_KEY, THOUGHT_TOKENS_KEY)
-
-
-def result_metadata(result: EmbeddingResult) -> dict[str, str | float | int]:
-    """The thought (``""`` when the input did not think), gate score and thought tokens of
-    ``result`` under ``RESULT_METADATA_KEYS``."""
-    return {
-        THOUGHT_KEY: result.thought or "",
-        GATE_SCORE_KEY: float(result.gate_score),
-        THOUGHT_TOKENS_KEY: int(result.thought_tokens),
-    }
 
 
 def as_float_lists(results: Sequence[EmbeddingResult]) -> list[list[float]]:

@@ -9,6 +9,7 @@ import pytest
 from twn_rag import ReasoningBudget
 from twn_rag.index import IndexMismatchError, IndexNotFoundError, TWNIndex
 from twn_rag.loaders import FileRef, iter_file_items
+from twn_rag.result_metadata import RESULT_METADATA_KEYS, THOUGHT_USED_KEY
 from twn_rag.samples import make_sample_image, write_sample_pdf
 
 
@@ -40,7 +41,7 @@ def test_add_search_info_delete(index, docs):
     records = _all_records(index)
     assert set(records["ids"]) == _expected_ids(index, docs / "manual.pdf", docs / "clip.mp4", docs / "figure.png")
     for metadata in records["metadatas"]:
-        assert {"source", "modality", "content_hash", "gate_score", "thought_tokens"} <= set(metadata)
+        assert {"source", "modality", "content_hash", *RESULT_METADATA_KEYS} <= set(metadata)
         assert all(isinstance(v, (str, int, float, bool)) for v in metadata.values())
         assert ("page" in metadata) != ("timestamp" in metadata) or metadata["source_type"] == "image"
     # Rendered pages and frames are files under the index directory; the image file is the original.
@@ -129,7 +130,7 @@ def test_budget_is_stored_and_enforced_across_reopen(tmp_path, embedder, docs):
     after = reopened.budget("document").ledger
     assert after.items_thought == 2 and after.thought_tokens == spent.thought_tokens  # budget exhausted
     assert after.items_seen == 4 + 3
-    thoughts = [m for m in _all_records(reopened)["metadatas"] if m["thought_used"]]
+    thoughts = [m for m in _all_records(reopened)["metadatas"] if m[THOUGHT_USED_KEY]]
     assert len(thoughts) == 2 and all(m["source"].endswith("clip.mp4") for m in thoughts)
 
     # New limits apply from now on; the spend is kept.

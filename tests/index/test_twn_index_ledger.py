@@ -14,6 +14,7 @@ from support.chroma_server import running_chroma_server
 from twn_rag import ReasoningBudget
 from twn_rag.index import IndexingAborted, TWNIndex
 from twn_rag.index.budget_store import PENDING_KEY, CollectionBudgets
+from twn_rag.result_metadata import THOUGHT_TOKENS_KEY, THOUGHT_USED_KEY
 from twn_rag.samples import write_sample_pdf
 
 PAGES_PER_FILE = 3
@@ -60,8 +61,8 @@ def _assert_exact(index) -> None:
     records = _records(index)
     ledger = index.budget("document").ledger
     assert ledger.items_seen == len(records) == FILES * PAGES_PER_FILE
-    assert ledger.items_thought == sum(1 for m in records if m["thought_used"])
-    assert ledger.thought_tokens >= sum(m["thought_tokens"] for m in records)
+    assert ledger.items_thought == sum(1 for m in records if m[THOUGHT_USED_KEY])
+    assert ledger.thought_tokens >= sum(m[THOUGHT_TOKENS_KEY] for m in records)
     assert ledger.items_thought <= 0.5 * ledger.items_seen  # the ratio cap, against the true count
     assert json.loads(index.budgets.metadata().get(PENDING_KEY, "{}")) == {}
 

@@ -15,6 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = [
     ("README.md", "LlamaIndex"),
     ("README.md", "LangChain"),
+    ("README.md", "Retrieving from a twn-rag index in LlamaIndex and LangChain"),
     ("integrations/llama-index-embeddings-twn/README.md", None),
     ("integrations/langchain-twn/README.md", None),
     ("integrations/llama-index-readers-twn/README.md", None),

@@ -46,7 +46,6 @@ from twn_rag.index.fingerprint import ModelFingerprint
 from twn_rag.index.manifest import IndexManifest, canonical_model_id
 from twn_rag.index.records import (
     LAST_IN_FILE_KEY,
-    THOUGHT_USED_KEY,
     WRITER_KEY,
     SearchHit,
     add_chunked,
@@ -61,6 +60,7 @@ from twn_rag.loaders.files import FileRef, canonical_source, discover_files
 from twn_rag.loaders.items import DocumentItem, FileFailure, LoadError, utf8_safe
 from twn_rag.loaders.prefetch import prefetched
 from twn_rag.loaders.settings import LoaderSettings
+from twn_rag.result_metadata import THOUGHT_USED_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -608,24 +608,8 @@ class TWNIndex:
         best first. The query is embedded under the index's query budget (spend recorded);
         its result (thought, gate score) is kept in ``last_query``.
         ``where`` is a Chroma metadata filter, e.g. ``{"source_type": "pdf"}``."""
-        if query is None and image is None:
-            raise ValueError("search needs a text query, an image, or both")
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        request: dict[str, Any] = {}
-        if query is not None:
-            request["text"] = query
-        if image is not None:
-            request["image"] = image
-        [result] = self._encode([request], "query", batch_size=1)
-        self.last_query = result
-        raw = self._collection.query(
-            query_embeddings=result.vector[None, :],
-            n_results=k,
-            where=where,
-            include=["metadatas", "documents", "distances"],
-        )
-        return hits_from_query(raw, self.index_dir)
+        hits, self.last_query = self.search_with_query(query, image, k, where)
+        return hits
 
     def info(self) -> IndexInfo:
         """Counts by modality and source, the model, and each role's budget and spend."""
@@ -671,3 +655,50 @@ class TWNIndex:
         """Delete a page or frame image the index wrote (never a user's image file)."""
         if image_path is not None and Path(image_path).parent == self.images_dir.resolve():
             Path(image_path).unlink(missing_ok=True)
+
+    # -- searching for the framework retrievers ----------------------------------------------
+    def search_with_query(
+        self,
+        query: str | None = None,
+        image: Any = None,
+        k: int = 5,
+        where: dict[str, Any] | None = None,
+    ) -> tuple[list[SearchHit], EmbeddingResult]:
+        """``search``, returning the hits with the embedded query (thought, gate score) instead
+        of keeping it in ``last_query``, so concurrent searches each get their own."""
+        if query is None and image is None:
+            raise ValueError("search needs a text query, an image, or both")
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        request: dict[str, Any] = {}
+        if query is not None:
+            request["text"] = query
+        if image is not None:
+            request["image"] = image
+        [result] = self._encode([request], "query", batch_size=1)
+        raw = self._collection.query(
+            query_embeddings=result.vector[None, :],
+            n_results=k,
+            where=where,
+            include=["metadatas", "documents", "distances"],
+        )
+        return hits_from_query(raw, self.index_dir), result
+
+    def as_llama_index_retriever(self, similarity_top_k: int = 5, where: dict[str, Any] | None = None, **kwargs: Any):
+        """A LlamaIndex ``BaseRetriever`` over this index (``TWNLlamaIndexRetriever``): each
+        query is embedded by ``search`` (text and/or ``QueryBundle.image_path``) and the
+        ``similarity_top_k`` hits (filtered by ``where``) come back as ``NodeWithScore`` of
+        ``ImageNode`` / ``TextNode``. ``kwargs`` go to ``BaseRetriever`` (``callback_manager``...).
+        Needs llama-index-core."""
+        from twn_rag.index.llama_index_retriever import TWNLlamaIndexRetriever
+
+        return TWNLlamaIndexRetriever(self, similarity_top_k=similarity_top_k, where=where, **kwargs)
+
+    def as_langchain_retriever(self, k: int = 5, where: dict[str, Any] | None = None, **kwargs: Any):
+        """A LangChain ``BaseRetriever`` over this index (``TWNLangChainRetriever``): each query
+        is embedded by ``search`` and the ``k`` hits (filtered by ``where``) come back as
+        ``Document``s. ``kwargs`` are the retriever's other fields (``tags``, ``metadata``...).
+        Needs langchain-core."""
+        from twn_rag.index.langchain_retriever import TWNLangChainRetriever
+
+        return TWNLangChainRetriever(index=self, k=k, where=where, **kwargs)

@@ -18,13 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from twn_rag.budget import ReasoningBudget
 from twn_rag.config import DEFAULT_MODEL
 from twn_rag.embedder import DEFAULT_BATCH_SIZE, EmbeddingResult, TWNEmbedder
-from twn_rag.integration import (
-    as_float_lists,
-    image_input,
-    result_metadata,
-    shared_embedder_settings,
-    text_and_image_input,
-)
+from twn_rag.integration import as_float_lists, image_input, shared_embedder_settings, text_and_image_input
+from twn_rag.result_metadata import result_metadata
 
 
 class TWNEmbeddings(BaseModel, Embeddings):
@@ -129,7 +124,7 @@ class TWNEmbeddings(BaseModel, Embeddings):
         return list(self._last_results)
 
     @property
-    def last_metadata(self) -> list[dict[str, str | float | int]]:
+    def last_metadata(self) -> list[dict[str, str | float | int | bool]]:
         """``last_results`` as scalar record metadata (``twn_thought``, ``twn_gate_score``,
-        ``twn_thought_tokens``), ready to store next to the vectors."""
+        ``twn_thought_tokens``, ``twn_thought_used``), ready to store next to the vectors."""
         return [result_metadata(result) for result in self._last_results]

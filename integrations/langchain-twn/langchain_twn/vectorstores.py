@@ -12,7 +12,7 @@ With a ``TWNEmbeddings`` the store
 - gives relevance scores in 0..1: the cosine similarity of the (L2-normalised) vectors, which is
   ``1 - distance`` in cosine space, with negative similarities clipped to 0;
 - records each document's thought, gate score and thought tokens in its record metadata
-  (``twn_rag.integration.RESULT_METADATA_KEYS``).
+  (``twn_rag.result_metadata.RESULT_METADATA_KEYS``).
 
 Every TWN embedding goes through a ``TWNEmbeddings`` method, never the raw embedder, so the
 embeddings' budgets decide and record all thinking the store causes.
@@ -32,7 +32,8 @@ from langchain_core.documents import Document
 from langchain_twn.embeddings import TWNEmbeddings
 from twn_rag.embedder import EmbeddingResult
 from twn_rag.index.client import COSINE_CONFIGURATION
-from twn_rag.integration import as_float_lists, result_metadata
+from twn_rag.integration import as_float_lists
+from twn_rag.result_metadata import result_metadata
 
 # The metadata key under which twn_rag.loaders.to_langchain_document puts a page or frame image.
 IMAGE_PATH_KEY = "image_path"

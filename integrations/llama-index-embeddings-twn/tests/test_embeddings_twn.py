@@ -21,7 +21,7 @@ from llama_index.vector_stores.chroma import ChromaVectorStore
 from pydantic import ValidationError
 
 from twn_rag import InvalidInputError, ReasoningBudget
-from twn_rag.integration import GATE_SCORE_KEY, RESULT_METADATA_KEYS, THOUGHT_KEY, THOUGHT_TOKENS_KEY
+from twn_rag.result_metadata import GATE_SCORE_KEY, RESULT_METADATA_KEYS, THOUGHT_KEY, THOUGHT_TOKENS_KEY
 from twn_rag.testing.integrations import always, never, top_ids, with_loop_ticks
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]

@@ -23,13 +23,8 @@ from llama_index.core.schema import BaseNode, ImageNode, ImageType, MetadataMode
 from twn_rag.budget import ReasoningBudget
 from twn_rag.config import DEFAULT_MODEL
 from twn_rag.embedder import DEFAULT_BATCH_SIZE, EmbeddingResult, TWNEmbedder
-from twn_rag.integration import (
-    RESULT_METADATA_KEYS,
-    as_float_lists,
-    image_input,
-    result_metadata,
-    shared_embedder_settings,
-)
+from twn_rag.integration import as_float_lists, image_input, shared_embedder_settings
+from twn_rag.result_metadata import RESULT_METADATA_KEYS, result_metadata
 
 dispatcher = instrument.get_dispatcher(__name__)
 
@@ -136,7 +131,7 @@ class TWNEmbedding(MultiModalEmbedding):
     def __call__(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
         """Embed ``nodes`` as documents (an ``ImageNode`` with an image as that image plus its
         text) and record each node's thought, gate score and thought tokens in its metadata
-        under ``twn_rag.integration.RESULT_METADATA_KEYS``, excluded from the embed and LLM text."""
+        under ``twn_rag.result_metadata.RESULT_METADATA_KEYS``, excluded from the embed and LLM text."""
         if not nodes:
             return nodes
         chunks = [node.get_content(metadata_mode=MetadataMode.EMBED) for node in nodes]
