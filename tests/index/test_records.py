@@ -5,6 +5,7 @@ import numpy as np
 from support.legacy_records import LEGACY_KEYS
 
 from twn_rag import EmbeddingResult
+from twn_rag.index.records import WRITER_KEY
 from twn_rag.loaders import DocumentItem
 from twn_rag.result_metadata import GATE_SCORE_KEY, RESULT_METADATA_KEYS, THOUGHT_KEY, result_metadata
 
@@ -50,9 +51,11 @@ def test_records_hold_the_one_result_schema(index):
     vectors = np.eye(2, index.manifest.dimension, dtype=np.float32)
     items = [DocumentItem(id=f"note-{i}", text=f"note {i}", metadata={"source": "notes"}) for i in range(2)]
     results = [EmbeddingResult(vectors[0], None, 0, 0.25), EmbeddingResult(vectors[1], "", 1, 0.75)]
-    index.store(items, results)
+    assert index.store(items, results, writer="writer-1") == {"note-0", "note-1"}  # both new
     stored = index._collection.get(ids=["note-0", "note-1"], include=["metadatas"])
     by_id = dict(zip(stored["ids"], stored["metadatas"]))
     for item, result in zip(items, results):
-        assert by_id[item.id] == {"source": "notes", "modality": "text", **result_metadata(result)}
+        expected = {"source": "notes", "modality": "text", **result_metadata(result), WRITER_KEY: "writer-1"}
+        assert by_id[item.id] == expected
+    assert index.store(items, results) == set()  # stored already: nothing new for another writer
     assert [hit.thought for hit in index.search("note", k=2)] in ([None, ""], ["", None])
