@@ -7,9 +7,9 @@ from twn_rag.index.report import IndexInfo, IndexReport, IngestTimings
 from twn_rag.index.twn_index import DEFAULT_CHUNK_SIZE, DEFAULT_COLLECTION, TWNIndex
 
 __all__ = [
-    "CollectionAddress",
     "DEFAULT_CHUNK_SIZE",
     "DEFAULT_COLLECTION",
+    "CollectionAddress",
     "IndexConnectionError",
     "IndexInfo",
     "IndexMismatchError",
