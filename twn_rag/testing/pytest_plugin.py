@@ -44,6 +44,17 @@ def embedder(tiny_ckpt):
 
 
 @pytest.fixture
+def forward_passes(embedder):
+    """Counts the tiny TWN's backbone forward passes while the test runs, as ``{"n": count}``."""
+    count = {"n": 0}
+    handle = embedder.model._inner_model().register_forward_pre_hook(
+        lambda *args: count.__setitem__("n", count["n"] + 1)
+    )
+    yield count
+    handle.remove()
+
+
+@pytest.fixture
 def document_texts() -> list[str]:
     """Five short, distinct documents."""
     return list(_DOCUMENT_TEXTS)
