@@ -1,5 +1,6 @@
 """Fixtures the repository's test suites share (``tests/`` and each ``integrations/*/tests/``):
-the tiny offline TWN, built once per session, and small documents, images and a Chroma client.
+the tiny offline TWN, built once per session, a counter of its forward passes, and small
+documents, images and a Chroma client.
 
 Register it with ``pytest_plugins = ["twn_rag.testing.pytest_plugin"]`` in the top-level
 conftest, after setting ``HF_HUB_OFFLINE=1``: huggingface_hub reads that once, when it is
