@@ -93,8 +93,8 @@ def shared_embedder_settings(
 
 
 def without_ledgers(data: dict[str, Any]) -> dict[str, Any]:
-    """``data`` (an integration's dump) with each budget reduced to its limits: what was spent
-    does not change what the next call computes, so it stays out of cache keys."""
+    """``data`` (an integration's dump) with each budget reduced to its limits, as a cache key
+    needs it: the ledger changes with every call, and a cached result's spend was paid already."""
     for field in BUDGET_FIELDS.values():
         if isinstance(data.get(field), dict):
             data[field] = {key: value for key, value in data[field].items() if key != "ledger"}
