@@ -33,7 +33,7 @@ WRITER = textwrap.dedent(
 
     checkpoint, index_dir, docs, url, lock = sys.argv[1:6]
     if lock != "-":  # another machine: its own lock, so only the records' writer tokens keep it exact
-        budget_store._lock_path = lambda collection: budget_store.Path(lock)
+        budget_store.collection_lock_path = lambda collection: budget_store.Path(lock)
     index = TWNIndex.open(
         index_dir, checkpoint, chroma_url=None if url == "-" else url,
         document_budget=ReasoningBudget(mode="always", max_think_ratio=0.5, max_thought_tokens=3),

@@ -16,6 +16,7 @@ EXAMPLES = [
     ("README.md", "LlamaIndex"),
     ("README.md", "LangChain"),
     ("README.md", "Retrieving from a twn-rag index in LlamaIndex and LangChain"),
+    ("README.md", "Budget per collection"),
     ("integrations/llama-index-embeddings-twn/README.md", None),
     ("integrations/langchain-twn/README.md", None),
     ("integrations/llama-index-readers-twn/README.md", None),
@@ -52,7 +53,21 @@ def test_python_blocks_reads_only_the_named_section():
     assert python_blocks(markdown) == ["a = 1\n", "# not a heading\nb = 2\n"]
 
 
+@pytest.fixture
+def forget_relative_chroma_clients():
+    """The examples open ``PersistentClient(path="./chroma")`` in each test's own folder, and
+    chromadb keys its open databases by the path as written: without this, a later example
+    would write into the database an earlier one opened in another folder."""
+    yield
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    for identifier in [name for name in SharedSystemClient._identifier_to_system if name.startswith(".")]:
+        SharedSystemClient._identifier_to_system.pop(identifier).stop()
+        SharedSystemClient._identifier_to_refcount.pop(identifier, None)
+
+
 @pytest.mark.parametrize(("readme", "section"), EXAMPLES)
+@pytest.mark.usefixtures("forget_relative_chroma_clients")
 def test_readme_example_runs(readme, section, tiny_ckpt, tmp_path, monkeypatch, capsys):
     blocks = python_blocks((REPO / readme).read_text(encoding="utf-8"), section)
     assert blocks, f"no python example in {readme} {section or ''}"

@@ -1,5 +1,6 @@
 """A Chroma-backed multimodal index with a reasoning budget per role (``TWNIndex``)."""
 
+from twn_rag.index.binding import CollectionAddress, create_collection
 from twn_rag.index.errors import IndexConnectionError, IndexMismatchError, IndexNotFoundError, IndexStoreError
 from twn_rag.index.records import SearchHit
 from twn_rag.index.report import IndexInfo, IndexingAborted, IndexReport, IngestTimings
@@ -8,6 +9,7 @@ from twn_rag.index.twn_index import DEFAULT_CHUNK_SIZE, DEFAULT_COLLECTION, TWNI
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "DEFAULT_COLLECTION",
+    "CollectionAddress",
     "IndexConnectionError",
     "IndexInfo",
     "IndexMismatchError",
@@ -18,4 +20,5 @@ __all__ = [
     "IngestTimings",
     "SearchHit",
     "TWNIndex",
+    "create_collection",
 ]

@@ -94,7 +94,7 @@ def budgets_in(metadata: Mapping[str, Any] | None) -> dict[str, ReasoningBudget]
     return found
 
 
-def _lock_path(collection) -> Path:
+def collection_lock_path(collection) -> Path:
     """Beside an embedded database; for a server, one per collection in the temp folder, so
     processes on this machine serialise (other machines are caught by verification)."""
     settings = collection._client.get_settings()
@@ -122,7 +122,7 @@ class CollectionBudgets:
     def __init__(self, collection, *, settle_s: float | None = None, lock_path: str | Path | None = None):
         self._collection = collection
         # ``lock_path`` exists for tests that play writers on different machines.
-        self._lock = Path(lock_path) if lock_path is not None else _lock_path(collection)
+        self._lock = Path(lock_path) if lock_path is not None else collection_lock_path(collection)
         self._settle_s = (SERVER_SETTLE_S if _is_server(collection) else 0.0) if settle_s is None else settle_s
         self._thread_lock = threading.RLock()
         self._lock_depth = 0

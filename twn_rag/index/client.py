@@ -38,19 +38,30 @@ def connect(index_dir: Path, chroma_url: str | None = None):
     ``chroma_url`` (``http[s]://host[:port]``). ``IndexConnectionError`` when the server does
     not answer, or when this process already opened the embedded database with other settings;
     ``ValueError`` for a malformed URL."""
+    return connect_path(index_dir / CHROMA_SUBDIR) if chroma_url is None else connect_url(chroma_url)
+
+
+def connect_path(path: Path):
+    """An embedded client on the Chroma database folder ``path``, with the frameworks' settings
+    (``IndexConnectionError`` when this process already opened it with other settings)."""
     import chromadb
 
-    if chroma_url is None:
-        path = index_dir / CHROMA_SUBDIR
-        try:
-            return chromadb.PersistentClient(path=str(path), settings=_settings())
-        except ValueError as exc:
-            if "different settings" not in str(exc):
-                raise
-            raise IndexConnectionError(
-                f"the Chroma database {path} is already open in this process with other settings; "
-                "pass that client to TWNIndex.open(..., client=client)"
-            ) from exc
+    try:
+        return chromadb.PersistentClient(path=str(path), settings=_settings())
+    except ValueError as exc:
+        if "different settings" not in str(exc):
+            raise
+        raise IndexConnectionError(
+            f"the Chroma database {path} is already open in this process with other settings; "
+            "pass that client to TWNIndex.open(..., client=client)"
+        ) from exc
+
+
+def connect_url(chroma_url: str):
+    """An ``HttpClient`` for ``chroma_url`` (``http[s]://host[:port]``), checked with a heartbeat
+    (``IndexConnectionError`` when the server does not answer; ``ValueError`` for a malformed URL)."""
+    import chromadb
+
     parsed = urlparse(chroma_url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise ValueError(f"--chroma-url must look like http://host:port, got {chroma_url!r}")

@@ -2,7 +2,8 @@
 
 A thin adapter: ``embed_query`` and ``embed_query_image`` are ``TWNEmbedder.encode`` with the
 query role and ``query_budget``; ``embed_documents``, ``embed_image`` and ``encode_documents``
-(text and image jointly) use the document role and ``document_budget``. Every call goes through
+(text and image jointly) use the document role and ``document_budget``, or, bound to a Chroma
+collection (``for_chroma_collection``), the budgets the collection stores. Every call goes through
 one method (``_encode``), so the budgets apply to all of them. The async forms are LangChain's
 defaults, which run in a thread.
 """
@@ -13,23 +14,33 @@ from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.embeddings import Embeddings
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_serializer, model_validator
 
 from twn_rag.budget import ReasoningBudget
 from twn_rag.config import DEFAULT_MODEL
 from twn_rag.embedder import DEFAULT_BATCH_SIZE, EmbeddingResult, TWNEmbedder
-from twn_rag.integration import as_float_lists, image_input, shared_embedder_settings, text_and_image_input
+from twn_rag.index.binding import BudgetBinding, CollectionAddress
+from twn_rag.integration import (
+    CollectionBudgetsMixin,
+    as_float_lists,
+    image_input,
+    shared_embedder_settings,
+    text_and_image_input,
+)
 from twn_rag.result_metadata import result_metadata
 
 
-class TWNEmbeddings(BaseModel, Embeddings):
+class TWNEmbeddings(BaseModel, Embeddings, CollectionBudgetsMixin):
     """TWN text and image embeddings for LangChain.
 
     Pass ``model_name`` (hub id or local checkpoint) with ``base_model``/``device``/``dtype``
     to load a model, or ``embedder=`` an already-loaded ``TWNEmbedder`` to share it. Budgets
     left unset become the checkpoint's adaptive budget; a budget's ledger is updated in place
-    by every call. Unknown options raise a validation error. ``last_results`` holds the
-    thoughts and gate scores of the last documents or images embedded.
+    by every call. Bound to a Chroma collection (``for_chroma_collection``, ``for_twn_index``,
+    ``TWNChroma(..., bind_budget=True)``; see ``CollectionBudgetsMixin``) the budgets are the
+    collection's: ``model_dump`` then holds the collection's address and no budgets, and a
+    pickled copy re-opens the collection. Unknown options raise a validation error.
+    ``last_results`` holds the thoughts and gate scores of the last documents or images embedded.
     """
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, protected_namespaces=())
@@ -51,8 +62,14 @@ class TWNEmbeddings(BaseModel, Embeddings):
     embedder: TWNEmbedder | None = Field(
         default=None, exclude=True, repr=False, description="An already-loaded TWNEmbedder to share."
     )
+    budget_collection: CollectionAddress | None = Field(
+        default=None,
+        description="The Chroma collection whose stored budgets are spent (set by for_chroma_collection); "
+        "None = the budgets above, in memory.",
+    )
 
     _last_results: list[EmbeddingResult] = PrivateAttr(default_factory=list)
+    _budget_binding: BudgetBinding | None = PrivateAttr(default=None)
 
     @model_validator(mode="before")
     @classmethod
@@ -70,20 +87,16 @@ class TWNEmbeddings(BaseModel, Embeddings):
             self.embedder = TWNEmbedder.from_pretrained(
                 self.model_name, base_model=self.base_model, device=self.device, dtype=self.dtype
             )
-        if self.query_budget is None:
-            self.query_budget = self.embedder.default_budget()
-        if self.document_budget is None:
-            self.document_budget = self.embedder.default_budget()
+        self._settle_budgets()
         return self
 
+    @field_serializer("query_budget", "document_budget")
+    def _budget_unless_bound(self, budget: ReasoningBudget | None) -> ReasoningBudget | None:
+        """A bound object's budgets live in its collection: a dump would hold a stale copy."""
+        return None if self.budget_collection is not None else budget
+
     def _encode(self, inputs: Sequence[Any], role: str) -> list[EmbeddingResult]:
-        return self.embedder.encode(
-            list(inputs),
-            role=role,
-            budget=self.query_budget if role == "query" else self.document_budget,
-            batch_size=self.batch_size,
-            show_progress=self.show_progress,
-        )
+        return self._encode_within_budget(inputs, role, batch_size=self.batch_size, show_progress=self.show_progress)
 
     def encode_documents(self, texts: Sequence[str], images: Sequence[Any] | None = None) -> list[EmbeddingResult]:
         """Embed documents: ``texts[i]`` alone, or with ``images[i]`` (a path, bytes, a

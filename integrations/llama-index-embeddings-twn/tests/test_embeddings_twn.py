@@ -27,17 +27,6 @@ from twn_rag.testing.integrations import always, never, top_ids, with_loop_ticks
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def forward_passes(embedder):
-    """Counts the backbone's forward passes (outside ``generate``) while the test runs."""
-    count = {"n": 0}
-    handle = embedder.model._inner_model().register_forward_pre_hook(
-        lambda *args: count.__setitem__("n", count["n"] + 1)
-    )
-    yield count
-    handle.remove()
-
-
 # -- the package -----------------------------------------------------------------------------
 def test_is_a_namespace_package_with_the_llama_index_layout():
     assert (PACKAGE_ROOT / "llama_index" / "embeddings" / "twn" / "__init__.py").is_file()

@@ -2,13 +2,15 @@
 
 A thin adapter: every embedding is ``TWNEmbedder.encode`` with the query role and
 ``query_budget`` for queries, the document role and ``document_budget`` for texts, images
-and nodes. Used as a transformation (``IngestionPipeline``, ``transformations=[...]``), it
-also records each node's thought, gate score and thought tokens in its metadata.
+and nodes, or, bound to a Chroma collection (``for_chroma_collection``), the budgets the
+collection stores. Used as a transformation (``IngestionPipeline``, ``transformations=[...]``),
+it also records each node's thought, gate score and thought tokens in its metadata.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,21 +25,33 @@ from llama_index.core.schema import BaseNode, ImageNode, ImageType, MetadataMode
 from twn_rag.budget import ReasoningBudget
 from twn_rag.config import DEFAULT_MODEL
 from twn_rag.embedder import DEFAULT_BATCH_SIZE, EmbeddingResult, TWNEmbedder
-from twn_rag.integration import as_float_lists, image_input, shared_embedder_settings
+from twn_rag.index.binding import BudgetBinding, CollectionAddress
+from twn_rag.integration import (
+    BUDGET_FIELDS,
+    CollectionBudgetsMixin,
+    as_float_lists,
+    image_input,
+    shared_embedder_settings,
+    without_ledgers,
+)
 from twn_rag.result_metadata import RESULT_METADATA_KEYS, result_metadata
 
 dispatcher = instrument.get_dispatcher(__name__)
 
 
-class TWNEmbedding(MultiModalEmbedding):
+class TWNEmbedding(MultiModalEmbedding, CollectionBudgetsMixin):
     """TWN text, query and image embeddings for LlamaIndex.
 
     Pass ``model_name`` (hub id or local checkpoint) with ``base_model``/``device``/``dtype``
     to load a model, or ``embedder=`` an already-loaded ``TWNEmbedder`` to share it between
     several objects. Budgets left unset become the checkpoint's adaptive budget; a budget's
-    ledger is updated in place by every call and saved by ``to_json``. Unknown options raise
-    a validation error. Image inputs are paths or ``BytesIO``; a bad one raises
-    ``twn_rag.InvalidInputError`` naming it.
+    ledger is updated in place by every call and saved by ``to_json``. Bound to a Chroma
+    collection (``for_chroma_collection``, ``for_twn_index``; see ``CollectionBudgetsMixin``),
+    the budgets are the collection's: ``to_json`` then saves the collection's address instead
+    (``from_json`` binds again), and a pickled copy binds again when it is loaded. ``to_dict``
+    (what ``IngestionPipeline`` keys its cache on) holds the budgets' limits, not their ledgers.
+    Unknown options raise a validation error. Image inputs are paths or ``BytesIO``; a bad one
+    raises ``twn_rag.InvalidInputError`` naming it.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -56,8 +70,14 @@ class TWNEmbedding(MultiModalEmbedding):
     )
     embed_batch_size: int = Field(default=DEFAULT_BATCH_SIZE, gt=0, le=2048, description="Inputs per forward pass.")
     show_progress: bool = Field(default=False, description="Show a progress bar over batches while encoding.")
+    budget_collection: CollectionAddress | None = Field(
+        default=None,
+        description="The Chroma collection whose stored budgets are spent (set by for_chroma_collection); "
+        "None = the budgets above, in memory.",
+    )
 
     _embedder: TWNEmbedder = PrivateAttr()
+    _budget_binding: BudgetBinding | None = PrivateAttr(default=None)
 
     def __init__(self, *, embedder: TWNEmbedder | None = None, **data: Any) -> None:
         if embedder is not None:
@@ -68,10 +88,7 @@ class TWNEmbedding(MultiModalEmbedding):
         self._embedder = embedder or TWNEmbedder.from_pretrained(
             self.model_name, base_model=self.base_model, device=self.device, dtype=self.dtype
         )
-        if self.query_budget is None:
-            self.query_budget = self._embedder.default_budget()
-        if self.document_budget is None:
-            self.document_budget = self._embedder.default_budget()
+        self._settle_budgets()
 
     @classmethod
     def class_name(cls) -> str:
@@ -82,14 +99,40 @@ class TWNEmbedding(MultiModalEmbedding):
         """The loaded model, to share with other objects (``embedder=``)."""
         return self._embedder
 
+    # -- serialisation ------------------------------------------------------------------------
+    def to_dict(self, **kwargs: Any) -> dict[str, Any]:
+        """The settings that decide the vectors, and so ``IngestionPipeline``'s cache key: the
+        budgets' limits without their ledgers (for a bound object, the limits stored now)."""
+        if self._budget_binding is not None:
+            self.budget("query")  # refreshes both budgets from the collection
+        return without_ledgers(super().to_dict(**kwargs))
+
+    def to_json(self, **kwargs: Any) -> str:
+        """What ``from_json`` needs to rebuild this object (not the weights): the budgets with
+        their ledgers, or for a bound object the collection's address and no budgets (they live
+        in the collection)."""
+        data = super().to_dict(**kwargs)
+        return json.dumps(self._without_bound_budgets(data))
+
+    def __getstate__(self) -> dict[str, Any]:
+        # LlamaIndex unpickles by calling __init__ with the fields: a bound object's budgets must
+        # not come back as limits to store, so it carries only the address.
+        state = super().__getstate__()
+        state["__dict__"] = self._without_bound_budgets(dict(state["__dict__"]))
+        return state
+
+    def _without_bound_budgets(self, data: dict[str, Any]) -> dict[str, Any]:
+        if self.budget_collection is not None:
+            data.update(dict.fromkeys(BUDGET_FIELDS.values()))
+        return data
+
     def _encode(
         self, inputs: Sequence[Any], role: str, names: Sequence[str] | None = None, show_progress: bool | None = None
     ) -> list[EmbeddingResult]:
-        return self._embedder.encode(
-            list(inputs),
-            role=role,
+        return self._encode_within_budget(
+            inputs,
+            role,
             names=names,
-            budget=self.query_budget if role == "query" else self.document_budget,
             batch_size=self.embed_batch_size,
             show_progress=self.show_progress if show_progress is None else show_progress,
         )
