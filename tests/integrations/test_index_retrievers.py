@@ -5,6 +5,7 @@ with the same result keys."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import chromadb
@@ -42,16 +43,20 @@ def cli_index(tmp_path_factory, sample_video, tiny_ckpt):
     return index_dir
 
 
-def _cli_scores(index_dir) -> dict[str, str]:
-    """``twn-rag search``'s printed score of each hit, by image path."""
-    search = CliRunner().invoke(app, ["search", QUESTION, "--index", str(index_dir), "-k", str(ITEMS)])
-    assert search.exit_code == 0, search.output
-    rows = [line.split("\t") for line in search.stdout.strip().splitlines()]
-    return {row[4].removeprefix("image="): row[0] for row in rows}
+def _cli_scores(index_dir) -> tuple[dict[str, float], dict[str, str]]:
+    """``twn-rag search``'s score of each hit, by image path: in full from ``--json``, and as
+    the text output prints it."""
+    common = ["search", QUESTION, "--index", str(index_dir), "-k", str(ITEMS)]
+    as_json = CliRunner().invoke(app, [*common, "--json"])
+    printed = CliRunner().invoke(app, common)
+    assert as_json.exit_code == printed.exit_code == 0, as_json.output + printed.output
+    hits = [json.loads(line) for line in as_json.stdout.strip().splitlines()]
+    rows = [line.split("\t") for line in printed.stdout.strip().splitlines()]
+    return {hit["image_path"]: hit["score"] for hit in hits}, {row[4].removeprefix("image="): row[0] for row in rows}
 
 
 def test_the_cli_langchain_and_llama_index_give_the_same_scores(cli_index):
-    cli = _cli_scores(cli_index)
+    cli, printed = _cli_scores(cli_index)
     client = chromadb.PersistentClient(path=str(cli_index / "chroma"))
     index = TWNIndex.open(cli_index, client=client)  # the index's own model, loaded as the CLI loads it
     documents = index.as_langchain_retriever(k=ITEMS).invoke(QUESTION)
@@ -68,10 +73,11 @@ def test_the_cli_langchain_and_llama_index_give_the_same_scores(cli_index):
     relevance = {image_of[d.id]: s for d, s in store.similarity_search_with_relevance_scores(QUESTION, k=ITEMS)}
 
     assert len(cli) == ITEMS and set(cli) == set(langchain) == set(llama_index) == set(chroma)
-    differences = [abs(route[image] - langchain[image]) for route in (llama_index, chroma) for image in langchain]
-    print(f"max |score difference| between the Python routes: {max(differences):.3g}")
+    routes = (cli, llama_index, chroma)
+    differences = [abs(route[image] - langchain[image]) for route in routes for image in langchain]
+    print(f"max |score difference| between the CLI and the framework routes: {max(differences):.3g}")
     assert max(differences) <= 1e-5
-    assert all(cli[image] == f"{score:.4f}" for image, score in langchain.items())  # printed to 4 places
+    assert all(printed[image] == f"{score:.4f}" for image, score in langchain.items())  # printed to 4 places
     assert all(relevance[image] == pytest.approx(min(1.0, max(0.0, s)), abs=1e-5) for image, s in chroma.items())
     assert index.budget("query").mode == "always"  # the store on the index's collection left its manifest alone
 
