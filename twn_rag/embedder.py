@@ -166,34 +166,36 @@ class TWNEmbedder:
         it by ``names[i]`` (e.g. a node id) or, without names, by a description of it. A text
         longer than ``max_input_tokens`` tokens (see ``input_token_cap``) is cut on a token
         boundary and the item records its length before the cut (``text_tokens_original``)."""
+        return self._capped(self._parse(inputs, names), self.input_token_cap(max_input_tokens), names)
+
+    def _parse(self, inputs: Sequence[Any], names: Sequence[str] | None) -> list[EmbeddingInput]:
         if names is not None and len(names) != len(inputs):
             raise ValueError(f"got {len(names)} names for {len(inputs)} inputs")
         cfg = self.config
-        cap = self.input_token_cap(max_input_tokens)
-        items = []
-        for index, item in enumerate(inputs):
-            name = names[index] if names is not None else None
-            parsed = parse_input(
+        return [
+            parse_input(
                 item,
                 index,
                 max_image_pixels=cfg.max_image_pixels,
                 video_fps=cfg.video_fps,
                 max_video_frames=cfg.max_video_frames,
-                name=name,
+                name=names[index] if names is not None else None,
             )
-            if cap is not None:
-                cut = self.processor.truncated(parsed, cap)
-                if cut is not parsed:
-                    logger.info(
-                        "input %d%s: text of %d tokens cut to %d (max_input_tokens)",
-                        index,
-                        f" ({name})" if name is not None else "",
-                        cut.text_tokens_original,
-                        cap,
-                    )
-                parsed = cut
-            items.append(parsed)
-        return items
+            for index, item in enumerate(inputs)
+        ]
+
+    def _capped(
+        self, items: list[EmbeddingInput], cap: int | None, names: Sequence[str] | None
+    ) -> list[EmbeddingInput]:
+        """``items`` with each text cut to ``cap`` tokens (``None``: as they are), each cut logged."""
+        if cap is None:
+            return items
+        capped = [self.processor.truncated(item, cap) for item in items]
+        for index, (item, cut) in enumerate(zip(items, capped)):
+            if cut is not item:
+                name = f" ({names[index]})" if names is not None else ""
+                logger.info("input %d%s: text of %d tokens cut to %d", index, name, cut.text_tokens_original, cap)
+        return capped
 
     def plan_batches(
         self,
@@ -266,12 +268,14 @@ class TWNEmbedder:
         self.check_limits(batch_size, max_input_tokens, max_batch_tokens)
         if isinstance(inputs, (str, dict)) or not isinstance(inputs, Sequence):
             inputs = [inputs]
-        items = self.prepare(inputs, names, max_input_tokens)
+        items = self._parse(inputs, names)  # outside the lock: reading files can take a while
         budget = budget if budget is not None else self.default_budget()
         # Results go back to input order.
         results: list[EmbeddingResult | None] = [None] * len(items)
-        chunks = self.plan_batches(items, role, budget, batch_size, max_batch_tokens, instruction)
         with self._encode_lock, torch.inference_mode():
+            # Under the lock: a fast tokenizer must not be called while another call pads with it.
+            items = self._capped(items, self.input_token_cap(max_input_tokens), names)
+            chunks = self.plan_batches(items, role, budget, batch_size, max_batch_tokens, instruction)
             for chunk in tqdm(chunks, desc="twn encode", unit="batch", disable=not show_progress):
                 batch_items = [items[i] for i in chunk]
                 for i, result in zip(chunk, self._encode_batch(batch_items, role, budget, instruction)):
