@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from support.broken_documents import BROKEN_DOCUMENT_REASONS, write_broken_documents
 from support.chroma_server import free_port, running_chroma_server
+from support.long_text import long_page_text
 from typer.testing import CliRunner
 
 from twn_rag.cli import app
@@ -184,3 +185,24 @@ def test_index_into_a_chroma_server(tmp_path, good_docs, tiny_ckpt, chroma_serve
 def test_unreachable_server_is_a_clear_error(tmp_path):
     result = _run("info", "--index", str(tmp_path), "--chroma-url", f"http://127.0.0.1:{free_port()}")
     assert result.exit_code == 2 and "cannot reach the Chroma server" in result.stderr
+
+
+def test_index_caps_text_tokens_and_batch_tokens_as_told(tmp_path, tiny_ckpt, embedder):
+    pdf = write_sample_pdf(tmp_path / "docs" / "page.pdf", [long_page_text(2_400), "A short page."])
+    recorded = {}
+    for name, options in (("default", []), ("capped", ["--max-input-tokens", "300", "--max-batch-tokens", "900"])):
+        result = _run("index", str(pdf), "--index", str(tmp_path / name), "--model", str(tiny_ckpt), *options)
+        assert result.exit_code == 0, result.output
+        stored = TWNIndex.open(tmp_path / name)._collection.get(include=["metadatas", "documents"])
+        recorded[name] = {
+            m["page"]: (m.get("twn_text_tokens_original"), d) for m, d in zip(stored["metadatas"], stored["documents"])
+        }
+    text = recorded["default"][1][1]
+    tokens = embedder.processor.text_tokens(text)
+    assert 300 < tokens < embedder.config.max_input_tokens  # within the model's cap, over the one given
+    assert recorded == {
+        "default": {1: (None, text), 2: (None, "A short page.")},
+        "capped": {1: (tokens, text), 2: (None, "A short page.")},
+    }
+    result = _run("index", str(pdf), "--index", str(tmp_path / "bad"), "--max-input-tokens", "0")
+    assert result.exit_code == 2 and "--max-input-tokens" in result.output

@@ -8,7 +8,9 @@ import pytest
 from twn_rag import EmbeddingResult
 from twn_rag.result_metadata import (
     QUERY_RESULT_METADATA_KEYS,
+    QUERY_TEXT_TRUNCATION_KEYS,
     RESULT_METADATA_KEYS,
+    TEXT_TRUNCATION_KEYS,
     RecordedResult,
     current_metadata,
     query_result_metadata,
@@ -62,3 +64,19 @@ def test_records_without_a_result_are_left_alone():
     assert current_metadata(plain) == plain
     current = {"twn_gate_score": 0.5, "twn_thought": "", "twn_thought_tokens": 0, "twn_thought_used": False}
     assert current_metadata({**current, "thought": "mine"}) == {**current, "thought": "mine"}
+
+
+def test_a_text_cut_to_the_token_cap_is_recorded_and_read_back():
+    cut = EmbeddingResult(VECTOR, None, 0, 0.25, text_tokens_original=9876)
+    written = result_metadata(cut)
+    assert written == {
+        **result_metadata(EmbeddingResult(VECTOR, None, 0, 0.25)),
+        "twn_text_truncated": True,
+        "twn_text_tokens_original": 9876,
+    }
+    assert tuple(written)[len(RESULT_METADATA_KEYS) :] == TEXT_TRUNCATION_KEYS
+    recorded = recorded_result({"source": "a.pdf", **written})
+    assert recorded == RecordedResult(None, 0, 0.25, text_tokens_original=9876)
+    assert current_metadata({"source": "a.pdf", **written}) == {"source": "a.pdf", **written}
+    assert query_result_metadata(cut)["twn_query_text_tokens_original"] == 9876
+    assert set(query_result_metadata(cut)) == {*QUERY_RESULT_METADATA_KEYS, *QUERY_TEXT_TRUNCATION_KEYS}

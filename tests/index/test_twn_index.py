@@ -5,11 +5,18 @@ import shutil
 
 import numpy as np
 import pytest
+from support.long_text import long_page_text
 
 from twn_rag import ReasoningBudget
 from twn_rag.index import IndexMismatchError, IndexNotFoundError, TWNIndex
 from twn_rag.loaders import FileRef, iter_file_items
-from twn_rag.result_metadata import RESULT_METADATA_KEYS, THOUGHT_USED_KEY
+from twn_rag.result_metadata import (
+    RESULT_METADATA_KEYS,
+    TEXT_TOKENS_ORIGINAL_KEY,
+    TEXT_TRUNCATED_KEY,
+    TEXT_TRUNCATION_KEYS,
+    THOUGHT_USED_KEY,
+)
 from twn_rag.samples import make_sample_image, write_sample_pdf
 
 
@@ -183,3 +190,30 @@ def test_video_clips_are_indexed_as_one_item_each(tmp_path, embedder, sample_vid
     assert all(h.image_path.endswith(".jpg") for h in hits)  # first frame, as a thumbnail
     with pytest.raises(IndexMismatchError, match="samples documents with"):
         TWNIndex.open(tmp_path / "clips", loader_settings=LoaderSettings(max_image_pixels=4096, clip_frames=2))
+
+
+def test_a_page_with_a_huge_text_layer_is_cut_and_the_record_says_so(tmp_path, embedder):
+    # A tall page, so the whole text layer fits on it (the loader reads text within the page).
+    pdf = write_sample_pdf(tmp_path / "long.pdf", [long_page_text(40_000), "A short page."], page_size=(612.0, 5400.0))
+    index = TWNIndex.open(tmp_path / "index", embedder, document_budget=ReasoningBudget(mode="never"))
+    with pytest.raises(ValueError, match="max_batch_tokens"):
+        index.add([pdf], max_batch_tokens=0)  # before any work
+    passes = []
+    hook = embedder.model._inner_model().register_forward_pre_hook(lambda *_: passes.append(1))
+    try:
+        report = index.add([pdf])
+        assert report.ok and report.items_added == 2 and len(passes) == 1  # both pages in one batch
+        other = TWNIndex.open(tmp_path / "other", embedder, document_budget=ReasoningBudget(mode="never"))
+        assert other.add([pdf], max_batch_tokens=2500).ok and len(passes) == 1 + 2  # the long page alone
+    finally:
+        hook.remove()
+    records = index._collection.get(include=["metadatas", "documents"])
+    by_page = {m["page"]: (m, d) for m, d in zip(records["metadatas"], records["documents"])}
+    long_page, long_text = by_page[1]
+    assert long_page[TEXT_TRUNCATED_KEY] is True
+    assert long_page[TEXT_TOKENS_ORIGINAL_KEY] == embedder.processor.text_tokens(long_text)
+    assert long_page[TEXT_TOKENS_ORIGINAL_KEY] > embedder.config.max_input_tokens  # the checkpoint's cap
+    assert len(long_text) == 40_000  # the record keeps the whole text layer: only the vector saw the cut
+    assert not set(TEXT_TRUNCATION_KEYS) & set(by_page[2][0])
+    [hit] = index.search("the invoice total", k=2, where={TEXT_TRUNCATED_KEY: True})
+    assert hit.page == 1 and hit.metadata[TEXT_TOKENS_ORIGINAL_KEY] == long_page[TEXT_TOKENS_ORIGINAL_KEY]

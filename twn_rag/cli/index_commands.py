@@ -16,7 +16,7 @@ import typer
 
 from twn_rag.cli.app import FILES_FAILED, INTERNAL_ERROR, USAGE_ERROR, app
 from twn_rag.config import DEFAULT_MODEL
-from twn_rag.embedder import DEFAULT_BATCH_SIZE
+from twn_rag.embedder import DEFAULT_BATCH_SIZE, DEFAULT_MAX_BATCH_TOKENS, FROM_CONFIG
 from twn_rag.index import DEFAULT_COLLECTION, IndexingAborted, IndexReport, IndexStoreError, SearchHit, TWNIndex
 from twn_rag.index.report import printable
 from twn_rag.modeling import CheckpointError, UnsupportedArchitectureError
@@ -89,8 +89,25 @@ def index_command(
     ] = None,
     chroma_url: Annotated[str | None, typer.Option("--chroma-url", help=URL_HELP)] = None,
     batch_size: Annotated[
-        int, typer.Option("--batch-size", min=1, help="Inputs per forward pass.")
+        int, typer.Option("--batch-size", min=1, help="At most this many inputs per forward pass.")
     ] = DEFAULT_BATCH_SIZE,
+    max_input_tokens: Annotated[
+        int | None,
+        typer.Option(
+            "--max-input-tokens",
+            min=1,
+            help="Cut a page's text to this many tokens (images are not counted); the record says so. "
+            "Default: the model's cap (2048 unless its twn_config.json says otherwise).",
+        ),
+    ] = None,
+    max_batch_tokens: Annotated[
+        int,
+        typer.Option(
+            "--max-batch-tokens",
+            min=1,
+            help="At most this many padded positions (rows x longest row, image tokens included) per forward pass.",
+        ),
+    ] = DEFAULT_MAX_BATCH_TOKENS,
     as_json: Annotated[bool, typer.Option("--json", help=f"{JSON_HELP}: one document, the run's report.")] = False,
 ) -> None:
     """Index PDFs (pages: text + image), videos (sampled frames) and images into Chroma.
@@ -114,7 +131,13 @@ def index_command(
         if limits:
             twn_index.set_budget("document", dataclasses.replace(twn_index.budget("document"), **limits))
         try:
-            report = twn_index.add(paths, show_progress=sys.stderr.isatty(), batch_size=batch_size)
+            report = twn_index.add(
+                paths,
+                show_progress=sys.stderr.isatty(),
+                batch_size=batch_size,
+                max_input_tokens=FROM_CONFIG if max_input_tokens is None else max_input_tokens,
+                max_batch_tokens=max_batch_tokens,
+            )
         except IndexingAborted as exc:  # not a file's fault: what was done, then the error
             _print_report(exc.report, as_json, error=str(exc))
             _exit_with(exc.__cause__ or exc, str(exc), user_errors=(IndexStoreError,))

@@ -38,7 +38,14 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from twn_rag.budget import ReasoningBudget
-from twn_rag.embedder import DEFAULT_BATCH_SIZE, EmbeddingResult, TWNEmbedder
+from twn_rag.embedder import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MAX_BATCH_TOKENS,
+    FROM_CONFIG,
+    EmbeddingResult,
+    InputTokenCap,
+    TWNEmbedder,
+)
 from twn_rag.index.budget_store import CollectionBudgets
 from twn_rag.index.client import CHROMA_SUBDIR, COSINE_CONFIGURATION, connect, describe_client
 from twn_rag.index.errors import IndexMismatchError, IndexNotFoundError
@@ -127,6 +134,8 @@ class TWNIndex:
         self._budgets = CollectionBudgets(collection)
         # The embedded query of the last ``search``: its thought and gate score.
         self.last_query: EmbeddingResult | None = None
+        # The current ``add``'s token limits (max_input_tokens, max_batch_tokens), for ``encode``.
+        self._encode_limits: dict[str, Any] = {}
         manifest = IndexManifest.from_metadata(collection.metadata)
         assert manifest is not None  # open() creates or validates it
         self.manifest = manifest
@@ -363,8 +372,13 @@ class TWNIndex:
         show_progress: bool = False,
         batch_size: int = DEFAULT_BATCH_SIZE,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
+        max_input_tokens: InputTokenCap = FROM_CONFIG,
+        max_batch_tokens: int | None = DEFAULT_MAX_BATCH_TOKENS,
     ) -> IndexReport:
         """Index every supported file under ``paths`` (folders walked recursively).
+
+        ``max_input_tokens`` and ``max_batch_tokens`` are ``TWNEmbedder.encode``'s: a page whose
+        text is cut to the cap is stored with ``twn_text_truncated`` and ``twn_text_tokens_original``.
 
         Unchanged files are skipped, interrupted ones resumed, changed ones replaced. Each file
         stands alone: one that cannot be read, or whose items cannot all be embedded (a
@@ -375,13 +389,14 @@ class TWNIndex:
         """
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        self._encode_limits = {"max_input_tokens": max_input_tokens, "max_batch_tokens": max_batch_tokens}
         started = time.perf_counter()
         discovery = discover_files(paths)
         report = IndexReport(failures=list(discovery.failures), skipped=list(discovery.skipped))
         for skipped in discovery.skipped:
             logger.info("skipped %s: %s", skipped.path, skipped.reason)
-        if discovery.files:
-            self.embedder  # noqa: B018 - load the model before the progress bars start
+        if discovery.files:  # loads the model before the progress bars start
+            self.embedder.check_limits(batch_size, max_input_tokens, max_batch_tokens)
         files_bar = tqdm(total=len(discovery.files), desc="files", unit="file", disable=not show_progress)
         items_bar = tqdm(desc="items", unit="item", disable=not show_progress)
         current: Path | None = None
@@ -492,7 +507,11 @@ class TWNIndex:
         ledger_before = dataclasses.replace(budget.ledger)
         try:
             results = self.embedder.encode(
-                [item.to_input() for item in items], role="document", budget=budget, batch_size=batch_size
+                [item.to_input() for item in items],
+                role="document",
+                budget=budget,
+                batch_size=batch_size,
+                **self._encode_limits,
             )
             if all(np.isfinite(result.vector).all() for result in results):
                 return results

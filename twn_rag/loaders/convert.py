@@ -12,7 +12,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from twn_rag.loaders.items import DocumentItem
-from twn_rag.result_metadata import QUERY_RESULT_METADATA_KEYS, RESULT_METADATA_KEYS
+from twn_rag.result_metadata import (
+    QUERY_RESULT_METADATA_KEYS,
+    QUERY_TEXT_TRUNCATION_KEYS,
+    RESULT_METADATA_KEYS,
+    TEXT_TRUNCATION_KEYS,
+)
 
 # Bookkeeping keys an LLM or a text embedding model has no use for: the loaders' and the
 # index's (``last_in_file``, ``twn_writer``), and how the item and the query were embedded.
@@ -29,7 +34,9 @@ TECHNICAL_METADATA_KEYS = (
     "last_in_file",
     "twn_writer",  # twn_rag.index.records.WRITER_KEY: which store wrote the record
     *RESULT_METADATA_KEYS,
+    *TEXT_TRUNCATION_KEYS,
     *QUERY_RESULT_METADATA_KEYS,
+    *QUERY_TEXT_TRUNCATION_KEYS,
 )
 # Kept for the LLM (it can cite the file) but not embedded: the absolute path says where the
 # file sits on this machine, and the same page must embed the same wherever it is loaded from
