@@ -34,7 +34,7 @@ from twn_rag.integration import (
     shared_embedder_settings,
     without_ledgers,
 )
-from twn_rag.result_metadata import RESULT_METADATA_KEYS, result_metadata
+from twn_rag.result_metadata import result_metadata
 
 dispatcher = instrument.get_dispatcher(__name__)
 
@@ -210,8 +210,9 @@ def _node_input(node: BaseNode, embed_text: str) -> Any:
 def _record_result(node: BaseNode, result: EmbeddingResult) -> None:
     """Store the result's scalars in ``node.metadata``, hidden from the embed and LLM text.
     New key lists are assigned because node parsers share one list between sibling nodes."""
-    node.metadata.update(result_metadata(result))
-    missing_embed = [key for key in RESULT_METADATA_KEYS if key not in node.excluded_embed_metadata_keys]
-    missing_llm = [key for key in RESULT_METADATA_KEYS if key not in node.excluded_llm_metadata_keys]
+    recorded = result_metadata(result)  # the result keys, and the text-truncation keys when cut
+    node.metadata.update(recorded)
+    missing_embed = [key for key in recorded if key not in node.excluded_embed_metadata_keys]
+    missing_llm = [key for key in recorded if key not in node.excluded_llm_metadata_keys]
     node.excluded_embed_metadata_keys = [*node.excluded_embed_metadata_keys, *missing_embed]
     node.excluded_llm_metadata_keys = [*node.excluded_llm_metadata_keys, *missing_llm]
