@@ -166,6 +166,14 @@ class _Record:
     def is_last(self) -> bool:
         return bool(self.metadata.get(LAST_IN_FILE_KEY))
 
+    @property
+    def where(self) -> str:
+        """The place for messages: ``page 3``, ``frame 12``, ``t=1.5s`` or ``the item``."""
+        kind, value = self.place
+        return {"page": f"page {_number(value)}", "frame": f"frame {_number(value)}", "t": f"t={value:g}s"}.get(
+            kind, "the item"
+        )
+
 
 def _listing(values: Iterable[Any]) -> str:
     values = list(values)
@@ -239,7 +247,7 @@ def image_problems(records: Sequence[_Record], images_dir: Path) -> list[Problem
         problems.append(
             Problem(
                 MISSING_IMAGE,
-                f"{source}: {len(gone)} image files are missing ({_listing(r.image for r in gone)})",
+                f"{source}: the image files of {len(gone)} items are missing ({_listing(r.where for r in gone)})",
                 source=source,
                 ids=[r.id for r in gone],
                 paths=[str(r.image) for r in gone],
@@ -282,13 +290,13 @@ def duplicate_problems(records: Sequence[_Record]) -> list[Problem]:
     for record in records:
         items[(*record.version, record.place)].append(record)
     problems = []
-    for (source, _content, (kind, where)), group in sorted(items.items()):
+    for (source, _content, _place), group in sorted(items.items()):
         extra = _extra_copies(group) if len(group) > 1 else []
         if extra:
             problems.append(
                 Problem(
                     DUPLICATE,
-                    f"{source}: {len(group)} records for {kind} {_number(where)} ({_listing(r.id for r in group)})",
+                    f"{source}: {len(group)} records for {group[0].where} ({_listing(r.id for r in group)})",
                     source=source,
                     ids=[r.id for r in group],
                     delete_ids=[r.id for r in extra],
@@ -316,8 +324,10 @@ def _missing_before(version: list[_Record], last: _Record) -> list[str]:
         counts = {r.place[1]: int(r.metadata.get("frame_count", 1)) for r in version if r.place[0] == kind}
         missing, expected = [], 0.0
         for start in present:
-            if start > expected:
+            if start > expected + 1:
                 missing.append(f"frames {_number(expected)}-{_number(start - 1)}")
+            elif start > expected:
+                missing.append(f"frame {_number(expected)}")
             expected = max(expected, start + counts[start])
         return missing
     return []
@@ -348,7 +358,7 @@ def completeness_problems(records: Sequence[_Record]) -> list[Problem]:
             problems.append(
                 Problem(
                     INCOMPLETE,
-                    f"{source}: marked complete, but {_listing(missing)} are missing",
+                    f"{source}: marked complete, yet missing {_listing(missing)}",
                     source=source,
                     ids=[r.id for r in version],
                     **_requeued(source, [version]),
@@ -419,7 +429,7 @@ def reach_problems(records: Sequence[_Record], unreachable: Iterable[str]) -> li
     return [
         Problem(
             UNREACHABLE,
-            f"{source}: vector search cannot reach {len(gone)} of its records ({_listing(r.id for r in gone)})",
+            f"{source}: vector search cannot reach {len(gone)} of its items ({_listing(r.where for r in gone)})",
             source=source,
             ids=[r.id for r in gone],
             **_requeued(source, [versions[v] for v in {r.version for r in gone}], [r.id for r in gone]),
@@ -542,7 +552,7 @@ def check_index_dir(
     except IndexDamagedError as exc:
         index_dir = Path(index_dir).expanduser().resolve()
         report = CheckReport(location=str(index_dir / CHROMA_SUBDIR), collection=collection)
-        report.problems.append(Problem(DATABASE, str(exc), paths=[str(index_dir / CHROMA_SUBDIR)]))
+        report.problems.append(Problem(DATABASE, exc.damage, paths=[str(index_dir / CHROMA_SUBDIR)]))
         if repair:
             from twn_rag.index.repair import move_damaged_database
 

@@ -34,7 +34,6 @@ from twn_rag.index.errors import (
 CHROMA_SUBDIR = "chroma"
 IMAGES_SUBDIR = "images"
 DATABASE_FILENAME = "chroma.sqlite3"
-CHECK_HINT = "run `twn-rag check --index {index_dir}` (`--repair` to repair)"
 
 # The SQLite file format (https://www.sqlite.org/fileformat.html#the_database_header).
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -57,27 +56,28 @@ def segment_dirs(chroma_dir: Path) -> list[Path]:
 
 def sqlite_header_damage(path: Path) -> str | None:
     """What is wrong with the SQLite file ``path`` judging by its size and header (cheap: the
-    first 100 bytes and a stat), or ``None`` when it looks intact. Damage inside pages is found
-    by ``PRAGMA integrity_check`` (``twn_rag.index.check``) or when SQLite reads them."""
+    first 100 bytes and a stat), as a phrase (``is empty (0 bytes)``), or ``None`` when it looks
+    intact. Damage inside pages is found by ``PRAGMA integrity_check`` (``twn_rag.index.check``)
+    or when SQLite reads them."""
     size = path.stat().st_size
     if size == 0:
-        return "the database file is empty (0 bytes)"
+        return "is empty (0 bytes)"
     with open(path, "rb") as handle:
         header = handle.read(SQLITE_HEADER_SIZE)
     if len(header) < SQLITE_HEADER_SIZE:
-        return f"the database file is cut short ({size} bytes, less than an SQLite header)"
+        return f"is cut short ({size} bytes, less than an SQLite header)"
     if not header.startswith(SQLITE_MAGIC):
-        return "the database file is not an SQLite database (its header is damaged or overwritten)"
+        return "is not an SQLite database (its header is damaged or overwritten)"
     page_size = int.from_bytes(header[16:18], "big")
     page_size = 65536 if page_size == 1 else page_size
     if page_size < 512 or page_size & (page_size - 1):
-        return f"the database header is damaged (page size {page_size})"
+        return f"has a damaged header (page size {page_size})"
     pages = int.from_bytes(header[28:32], "big")
     # The header's page count holds only when its "version valid for" equals the change counter.
     if pages and header[92:96] == header[24:28] and size < pages * page_size:
-        return f"the database file is truncated ({size} bytes; its header declares {pages * page_size})"
+        return f"is truncated ({size} bytes; its header declares {pages * page_size})"
     if size % page_size:
-        return f"the database file is truncated ({size} bytes, not a whole number of {page_size}-byte pages)"
+        return f"is truncated ({size} bytes, not a whole number of {page_size}-byte pages)"
     return None
 
 
@@ -96,7 +96,7 @@ class IndexDirectory:
 
 
 def _damaged(index_dir: Path, what: str) -> IndexDamagedError:
-    return IndexDamagedError(f"index {index_dir} is damaged: {what}; {CHECK_HINT.format(index_dir=index_dir)}")
+    return IndexDamagedError(f"index {index_dir} is damaged: {what}", f"twn-rag check --index {index_dir}")
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -142,9 +142,9 @@ def inspect(index_dir: Path) -> IndexDirectory:
     if database.is_file():
         damage = sqlite_header_damage(database)
         if damage is not None:
-            raise _damaged(index_dir, f"{damage} ({database})")
+            raise _damaged(index_dir, f"its database {database} {damage}")
     elif segments:
-        raise _damaged(index_dir, f"{database} is missing, while {chroma_dir} still holds vector segments")
+        raise _damaged(index_dir, f"its database {database} is missing, while {chroma_dir} still holds vector segments")
     if not database.is_file():
         return IndexDirectory(index_dir, False, _first_unwritable([_nearest_existing(index_dir)]))
     needed = [chroma_dir, database, *segments, *(f for s in segments for f in s.iterdir())]

@@ -30,7 +30,12 @@ class IndexConnectionError(IndexUnusableError):
 
 class IndexDamagedError(IndexStoreError):
     """The index's stored data is damaged (a truncated, emptied or overwritten database, a
-    database file gone from its folder); ``twn-rag check --repair`` says and does what can be done."""
+    database file gone from its folder); ``twn-rag check --repair`` says and does what can be done.
+    ``damage`` is what is wrong; the message adds the command to run (``check_command``)."""
+
+    def __init__(self, damage: str, check_command: str):
+        super().__init__(f"{damage}; run `{check_command}` (--repair moves a damaged database aside)")
+        self.damage = damage
 
 
 class IndexMismatchError(IndexStoreError):
