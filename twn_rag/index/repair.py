@@ -128,6 +128,6 @@ def move_damaged_database(index_dir: Path, report: CheckReport) -> Path:
             _mark(
                 problem,
                 f"moved the damaged database to {target}: the next `twn-rag index` builds a new index "
-                "(index every document again)",
+                "(index every document again, with --model unless it is the default)",
             )
     return target
