@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 
 from twn_rag.index.directory import CHROMA_SUBDIR, chroma_failure
 from twn_rag.index.errors import IndexConnectionError
-from twn_rag.index.read_only import remove_when_closed, snapshot
+from twn_rag.index.read_only import discard_copy, remove_when_closed, snapshot
 
 DEFAULT_CHROMA_PORT = 8000
 # Vectors are L2-normalised, so cosine distance is the natural metric; score = 1 - distance.
@@ -124,4 +124,4 @@ class IndexConnection:
     def release(self) -> None:
         """Close the client and remove the copy now, if there is one (on an error while opening)."""
         if self.copy is not None:
-            remove_when_closed(self, self.client, self.copy)()
+            discard_copy(self.client, self.copy)

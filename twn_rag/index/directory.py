@@ -90,10 +90,6 @@ class IndexDirectory:
     has_database: bool
     unwritable: Path | None
 
-    @property
-    def chroma_dir(self) -> Path:
-        return self.path / CHROMA_SUBDIR
-
 
 def _damaged(index_dir: Path, what: str) -> IndexDamagedError:
     return IndexDamagedError(f"index {index_dir} is damaged: {what}", f"twn-rag check --index {index_dir}")
@@ -121,14 +117,21 @@ def make_folder(index_dir: Path) -> None:
     try:
         index_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise os_error(index_dir, exc) from exc
+        raise os_error(index_dir, exc, writing=True) from exc
 
 
 def inspect(index_dir: Path) -> IndexDirectory:
     """Look at ``index_dir`` before Chroma opens it. ``IndexUnusableError`` when it, its
-    ``chroma`` folder or its database is not of the right kind (a file where a folder belongs);
-    ``IndexDamagedError`` when the database is empty, cut short or overwritten, or gone from a
-    folder that still holds its vector segments."""
+    ``chroma`` folder or its database is not of the right kind (a file where a folder belongs)
+    or cannot be read; ``IndexDamagedError`` when the database is empty, cut short or
+    overwritten, or gone from a folder that still holds its vector segments."""
+    try:
+        return _inspect(index_dir)
+    except OSError as exc:
+        raise os_error(index_dir, exc, writing=False) from exc
+
+
+def _inspect(index_dir: Path) -> IndexDirectory:
     require_folder(index_dir)
     chroma_dir = index_dir / CHROMA_SUBDIR
     if chroma_dir.exists() and not chroma_dir.is_dir():
@@ -161,11 +164,12 @@ def read_only_error(index_dir: Path, unwritable: Path | str) -> IndexReadOnlyErr
     )
 
 
-def os_error(index_dir: Path, exc: OSError) -> IndexUnusableError:
-    """An ``OSError`` met creating or writing the index directory, as an index error."""
-    if exc.errno in _WRITE_ERRNOS:
+def os_error(index_dir: Path, exc: OSError, *, writing: bool) -> IndexUnusableError:
+    """An ``OSError`` met reading, or (``writing``) creating or writing, the index directory."""
+    if writing and exc.errno in _WRITE_ERRNOS:
         return read_only_error(index_dir, exc.filename or index_dir)
-    return IndexUnusableError(f"cannot use index directory {index_dir}: {exc.strerror or exc}")
+    what = f"{exc.filename}: " if exc.filename else ""
+    return IndexUnusableError(f"cannot {'write' if writing else 'read'} index {index_dir}: {what}{exc.strerror or exc}")
 
 
 # What chromadb's errors say, by the SQLite result code or OS error in their message.

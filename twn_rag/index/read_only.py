@@ -30,7 +30,7 @@ from typing import Any
 from twn_rag.budget import BudgetLedger, ReasoningBudget
 from twn_rag.index.budget_store import CollectionBudgets
 from twn_rag.index.directory import DATABASE_FILENAME, read_only_error
-from twn_rag.index.errors import IndexReadOnlyError
+from twn_rag.index.errors import IndexReadOnlyError, IndexUnusableError
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,10 @@ class ReadOnlyCollection:
             raise self.write_refused()
         return getattr(self._wrapped, name)
 
+    @property
+    def index_dir(self) -> Path:
+        return self._index_dir
+
     def write_refused(self) -> IndexReadOnlyError:
         """The error every write raises."""
         return read_only_error(self._index_dir, self._reason)
@@ -67,8 +71,8 @@ class ReadOnlyBudgets(CollectionBudgets):
     def commit(self, role: str, before: BudgetLedger, after: BudgetLedger) -> ReasoningBudget:
         if before != after:
             logger.warning(
-                "index collection %r is read-only: the %s budget's spend of this call is not recorded",
-                self.collection.name,
+                "index %s is read-only: the %s budget's spend of this call is not recorded",
+                self.collection.index_dir,
                 role,
             )
         return self.read(role)
@@ -89,23 +93,30 @@ def _copy_database(source: Path, target: Path) -> None:
 
 
 def snapshot(chroma_dir: Path) -> Path:
-    """A temporary copy of the embedded Chroma folder ``chroma_dir`` (module docstring); the
-    caller removes it (``remove_when_closed``)."""
-    copy = Path(tempfile.mkdtemp(prefix="twn-rag-read-only-")) / chroma_dir.name
-    shutil.copytree(chroma_dir, copy, ignore=shutil.ignore_patterns(f"{DATABASE_FILENAME}*", "*.lock"))
-    _copy_database(chroma_dir / DATABASE_FILENAME, copy / DATABASE_FILENAME)
+    """A temporary copy of the embedded Chroma folder ``chroma_dir`` (module docstring), in a
+    temporary folder of its own; the caller removes it (``discard_copy``). ``IndexUnusableError``
+    when the database cannot be read."""
+    folder = Path(tempfile.mkdtemp(prefix="twn-rag-read-only-"))
+    copy = folder / chroma_dir.name
+    try:
+        shutil.copytree(chroma_dir, copy, ignore=shutil.ignore_patterns(f"{DATABASE_FILENAME}*", "*.lock"))
+        _copy_database(chroma_dir / DATABASE_FILENAME, copy / DATABASE_FILENAME)
+    except (OSError, sqlite3.Error) as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise IndexUnusableError(f"cannot read the read-only index database {chroma_dir}: {exc}") from exc
     logger.info("index database %s is read-only: reading a temporary copy in %s", chroma_dir, copy)
     return copy
 
 
-def _close_and_remove(client, folder: Path) -> None:
+def discard_copy(client, copy: Path) -> None:
+    """Close ``client`` (opened on the ``snapshot`` ``copy``) and remove the copy's folder."""
     try:
         client.close()
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(copy.parent, ignore_errors=True)
 
 
 def remove_when_closed(owner: object, client, copy: Path) -> weakref.finalize:
-    """Close ``client`` and remove the snapshot ``copy`` (its temporary folder) when ``owner`` is
-    garbage-collected or the interpreter exits; call the returned finalizer to do it sooner."""
-    return weakref.finalize(owner, _close_and_remove, client, copy.parent)
+    """``discard_copy`` when ``owner`` is garbage-collected or the interpreter exits; call the
+    returned finalizer to do it sooner (once)."""
+    return weakref.finalize(owner, discard_copy, client, copy)
