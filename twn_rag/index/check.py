@@ -29,7 +29,7 @@ import json
 import re
 import sqlite3
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -237,23 +237,8 @@ def image_problems(records: Sequence[_Record], images_dir: Path) -> list[Problem
     page and frame images are restored by the next ``index`` of their file, once it is no longer
     complete: its final record is deleted (``_requeued``); a missing image file that was the
     source itself cannot be restored."""
-    missing: dict[str, list[_Record]] = defaultdict(list)
-    for record in records:
-        if record.image is not None and not record.image.exists():
-            missing[record.source].append(record)
-    versions = _versions(records)
-    problems = []
-    for source, gone in sorted(missing.items()):
-        problems.append(
-            Problem(
-                MISSING_IMAGE,
-                f"{source}: the image files of {len(gone)} items are missing ({_listing(r.where for r in gone)})",
-                source=source,
-                ids=[r.id for r in gone],
-                paths=[str(r.image) for r in gone],
-                **_requeued(source, [versions[v] for v in {r.version for r in gone}]),
-            )
-        )
+    missing = [r for r in records if r.image is not None and not r.image.exists()]
+    problems = _per_source(MISSING_IMAGE, records, missing, "the image files of {} items are missing")
     if images_dir.is_dir():
         named = {r.image.name for r in records if r.image is not None} | {r.id for r in records}
         orphans = sorted(p for p in images_dir.iterdir() if p.is_file() and p.name not in named and p.stem not in named)
@@ -286,11 +271,8 @@ def _extra_copies(group: list[_Record]) -> list[_Record]:
 
 
 def duplicate_problems(records: Sequence[_Record]) -> list[Problem]:
-    items: dict[tuple, list[_Record]] = defaultdict(list)
-    for record in records:
-        items[(*record.version, record.place)].append(record)
     problems = []
-    for (source, _content, _place), group in sorted(items.items()):
+    for (source, _content, _place), group in sorted(_grouped(records, lambda r: (*r.version, r.place)).items()):
         extra = _extra_copies(group) if len(group) > 1 else []
         if extra:
             problems.append(
@@ -305,11 +287,37 @@ def duplicate_problems(records: Sequence[_Record]) -> list[Problem]:
     return problems
 
 
-def _versions(records: Sequence[_Record]) -> dict[tuple[str, str], list[_Record]]:
-    versions: dict[tuple[str, str], list[_Record]] = defaultdict(list)
+def _grouped(records: Iterable[_Record], key: Callable[[_Record], Hashable]) -> dict[Any, list[_Record]]:
+    groups: dict[Any, list[_Record]] = defaultdict(list)
     for record in records:
-        versions[record.version].append(record)
-    return versions
+        groups[key(record)].append(record)
+    return groups
+
+
+def _versions(records: Iterable[_Record]) -> dict[tuple[str, str], list[_Record]]:
+    return _grouped(records, lambda r: r.version)
+
+
+def _per_source(kind: str, records: Sequence[_Record], lost: Sequence[_Record], what: str) -> list[Problem]:
+    """One problem of ``kind`` per source of the ``lost`` records (``what``: a phrase with ``{}``
+    for how many), each re-queuing its file (``_requeued``); an ``unreachable`` record is deleted
+    too, since a record that is stored is never written again."""
+    versions = _versions(records)
+    return [
+        Problem(
+            kind,
+            f"{source}: {what.format(len(gone))} ({_listing(r.where for r in gone)})",
+            source=source,
+            ids=[r.id for r in gone],
+            paths=[str(r.image) for r in gone if r.image is not None] if kind == MISSING_IMAGE else [],
+            **_requeued(
+                source,
+                [versions[v] for v in {r.version for r in gone}],
+                [r.id for r in gone] if kind == UNREACHABLE else [],
+            ),
+        )
+        for source, gone in sorted(_grouped(lost, lambda r: r.source).items())
+    ]
 
 
 def _missing_before(version: list[_Record], last: _Record) -> list[str]:
@@ -335,9 +343,7 @@ def _missing_before(version: list[_Record], last: _Record) -> list[str]:
 
 def completeness_problems(records: Sequence[_Record]) -> list[Problem]:
     versions = _versions(records)
-    by_source: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    for version in versions:
-        by_source[version[0]].append(version)
+    by_source = _grouped(records, lambda r: r.source)
     problems = []
     for (source, _content), version in sorted(versions.items()):
         flagged = [r for r in version if r.is_last]
@@ -365,11 +371,12 @@ def completeness_problems(records: Sequence[_Record]) -> list[Problem]:
                 )
             )
     for source, stored in sorted(by_source.items()):
-        if len(stored) > 1:  # the next index of the file keeps its current version only
+        count = len({r.version for r in stored})
+        if count > 1:  # the next index of the file keeps its current version only
             problems.append(
                 Problem(
                     VERSIONS,
-                    f"{source}: {len(stored)} versions are stored (a replacement was interrupted)",
+                    f"{source}: {count} versions are stored (a replacement was interrupted)",
                     source=source,
                     **_requeued(source, []),
                 )
@@ -421,21 +428,9 @@ def unreachable_ids(collection, ids: Sequence[str], dimension: int, batch_size: 
 
 def reach_problems(records: Sequence[_Record], unreachable: Iterable[str]) -> list[Problem]:
     lost = set(unreachable)
-    by_source: dict[str, list[_Record]] = defaultdict(list)
-    for record in records:
-        if record.id in lost:
-            by_source[record.source].append(record)
-    versions = _versions(records)
-    return [
-        Problem(
-            UNREACHABLE,
-            f"{source}: vector search cannot reach {len(gone)} of its items ({_listing(r.where for r in gone)})",
-            source=source,
-            ids=[r.id for r in gone],
-            **_requeued(source, [versions[v] for v in {r.version for r in gone}], [r.id for r in gone]),
-        )
-        for source, gone in sorted(by_source.items())
-    ]
+    return _per_source(
+        UNREACHABLE, records, [r for r in records if r.id in lost], "vector search cannot reach {} of its items"
+    )
 
 
 # -- the ledger -------------------------------------------------------------------------------

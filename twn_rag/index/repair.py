@@ -37,7 +37,7 @@ from twn_rag.index.check import (
     read_records,
 )
 from twn_rag.index.client import forget_cached_system
-from twn_rag.index.directory import CHROMA_SUBDIR
+from twn_rag.index.directory import CHROMA_SUBDIR, os_error
 from twn_rag.index.records import WRITER_KEY
 from twn_rag.index.twn_index import TWNIndex
 
@@ -120,7 +120,10 @@ def move_damaged_database(index_dir: Path, report: CheckReport) -> Path:
     ``index`` builds a new index; marks ``report``'s database problem repaired. Returns where it went."""
     chroma_dir = index_dir / CHROMA_SUBDIR
     target = index_dir / f"{CHROMA_SUBDIR}.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
-    chroma_dir.rename(target)
+    try:
+        chroma_dir.rename(target)
+    except OSError as exc:  # a read-only index, most likely
+        raise os_error(index_dir, exc, writing=True) from exc
     forget_cached_system(str(chroma_dir))  # a client this process cached would write to the moved files
     report.repair_ran = True
     for problem in report.problems:
