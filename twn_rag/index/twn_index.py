@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -73,6 +73,9 @@ from twn_rag.loaders.items import DocumentItem, FileFailure, LoadError, utf8_saf
 from twn_rag.loaders.prefetch import prefetched
 from twn_rag.loaders.settings import LoaderSettings
 from twn_rag.result_metadata import THOUGHT_USED_KEY
+
+if TYPE_CHECKING:
+    from twn_rag.index.check import CheckReport
 
 logger = logging.getLogger(__name__)
 
@@ -445,7 +448,7 @@ class TWNIndex:
         them. One query for every record: about as costly as reading every record's metadata."""
         return len(reachable_ids(self._collection, self.manifest.dimension)), self.count()
 
-    def check(self, repair: bool = False):
+    def check(self, repair: bool = False) -> CheckReport:
         """What is wrong with the index (``twn_rag.index.check.CheckReport``: images missing or
         orphaned, duplicates, incomplete files, records vector search cannot reach, the ledger,
         SQLite integrity); with ``repair``, what can be repaired is (``twn_rag.index.repair``),
