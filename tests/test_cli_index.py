@@ -106,7 +106,7 @@ def test_search_needs_a_query_or_an_image(tmp_path):
 
 def test_info_on_a_missing_index(tmp_path):
     result = _run("info", "--index", str(tmp_path / "none"))
-    assert result.exit_code == 2 and "no twn-rag index" in result.stderr
+    assert result.exit_code == 3 and "no twn-rag index" in result.stderr
 
 
 def test_kill_9_mid_run_then_rerun_finishes_with_no_duplicate_and_no_missing_item(tmp_path, tiny_ckpt):
@@ -184,7 +184,7 @@ def test_index_into_a_chroma_server(tmp_path, good_docs, tiny_ckpt, chroma_serve
 
 def test_unreachable_server_is_a_clear_error(tmp_path):
     result = _run("info", "--index", str(tmp_path), "--chroma-url", f"http://127.0.0.1:{free_port()}")
-    assert result.exit_code == 2 and "cannot reach the Chroma server" in result.stderr
+    assert result.exit_code == 3 and "cannot reach the Chroma server" in result.stderr
 
 
 def test_index_caps_text_tokens_and_batch_tokens_as_told(tmp_path, tiny_ckpt, embedder):

@@ -1,6 +1,7 @@
 """Fixtures of the ``twn_rag.index`` tests."""
 
 import pytest
+from support.index_damage import copy_index, release_chroma, write_documents
 from support.legacy_records import copy_in_legacy_schema
 
 from twn_rag import ReasoningBudget
@@ -35,3 +36,22 @@ def legacy_index(pdf_and_video_index, tmp_path_factory, embedder):
     written = copy_in_legacy_schema(pdf_and_video_index._collection, index._collection)
     assert "thought" in index._collection.get(limit=1)["metadatas"][0]  # the old keys, really
     return index, written
+
+
+@pytest.fixture(scope="session")
+def built_index_dir(tmp_path_factory, embedder, sample_video):
+    """An index (default collection) of a 3-page PDF, a 2 s video (4 frames) and an image, in
+    ``<dir>/index`` beside its documents in ``<dir>/docs``, released by this process. Copy it
+    (``index_copy``) to damage it."""
+    root = tmp_path_factory.mktemp("built")
+    docs = write_documents(root / "docs", sample_video)
+    index = TWNIndex.open(root / "index", embedder, document_budget=ReasoningBudget(max_thought_tokens=4))
+    assert index.add([docs]).items_added == 3 + 4 + 1
+    release_chroma(root / "index")
+    return root / "index"
+
+
+@pytest.fixture
+def index_copy(built_index_dir, tmp_path):
+    """A fresh copy of ``built_index_dir`` (its documents stay where they are)."""
+    return copy_index(built_index_dir, tmp_path / "index")

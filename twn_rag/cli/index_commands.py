@@ -1,5 +1,5 @@
 """``twn-rag index``, ``search``, ``info`` and ``delete``: PDFs, videos and images into a Chroma
-index with a reasoning budget, and searches over it."""
+index with a reasoning budget, and searches over it; how their errors become exit codes."""
 
 from __future__ import annotations
 
@@ -14,10 +14,20 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from twn_rag.cli.app import FILES_FAILED, INTERNAL_ERROR, USAGE_ERROR, app
+from twn_rag.cli.app import FILES_FAILED, INDEX_DAMAGED, INDEX_UNUSABLE, INTERNAL_ERROR, USAGE_ERROR, app
 from twn_rag.config import DEFAULT_MODEL
 from twn_rag.embedder import DEFAULT_BATCH_SIZE, DEFAULT_MAX_BATCH_TOKENS, FROM_CONFIG
-from twn_rag.index import DEFAULT_COLLECTION, IndexingAborted, IndexReport, IndexStoreError, SearchHit, TWNIndex
+from twn_rag.index import (
+    DEFAULT_COLLECTION,
+    IndexDamagedError,
+    IndexingAborted,
+    IndexReport,
+    IndexStoreError,
+    IndexUnusableError,
+    SearchHit,
+    TWNIndex,
+)
+from twn_rag.index.directory import chroma_failure
 from twn_rag.index.report import printable
 from twn_rag.modeling import CheckpointError, UnsupportedArchitectureError
 
@@ -34,22 +44,37 @@ USER_ERRORS = (IndexStoreError, CheckpointError, UnsupportedArchitectureError, F
 
 
 @contextmanager
-def _reported_errors() -> Iterator[None]:
-    """Turn any error into one line and an exit code instead of a bare traceback (``_exit_with``)."""
+def _reported_errors(index_dir: Path | None = None) -> Iterator[None]:
+    """Turn any error into one line and an exit code instead of a bare traceback (``_exit_with``);
+    a chromadb error about the index in ``index_dir`` (damaged, read-only) is said as such."""
     try:
         yield
     except (typer.Exit, typer.Abort):
         raise
     except Exception as exc:
-        _exit_with(exc)
+        _exit_with(exc, index_dir=index_dir)
 
 
-def _exit_with(exc: BaseException, message: str | None = None, user_errors: tuple = USER_ERRORS) -> NoReturn:
-    """Exit for ``exc``: one of ``user_errors`` as one line, exit code 2; any other is internal:
-    its traceback, one line, exit code 70. ``message`` replaces the error's own text."""
-    if isinstance(exc, user_errors):
-        typer.echo(f"error: {printable(message or str(exc))}", err=True)
-        raise typer.Exit(USAGE_ERROR) from exc
+def _user_exit_code(exc: BaseException, user_errors: tuple) -> int | None:
+    """The exit code of an error the user can act on, or ``None`` for an internal error."""
+    if isinstance(exc, IndexDamagedError):
+        return INDEX_DAMAGED
+    if isinstance(exc, IndexUnusableError):
+        return INDEX_UNUSABLE
+    return USAGE_ERROR if isinstance(exc, user_errors) else None
+
+
+def _exit_with(
+    exc: BaseException, message: str | None = None, user_errors: tuple = USER_ERRORS, index_dir: Path | None = None
+) -> NoReturn:
+    """Exit for ``exc``: a damaged index (4), an unusable one (3) or one of ``user_errors`` (2) as
+    one line; any other is internal: its traceback, one line, exit code 70. ``message`` replaces
+    the error's own text; a chromadb error about ``index_dir`` counts as the index error it means."""
+    cause = (chroma_failure(exc, index_dir) if index_dir is not None else None) or exc
+    code = _user_exit_code(cause, user_errors)
+    if code is not None:
+        typer.echo(f"error: {printable(message or str(cause))}", err=True)
+        raise typer.Exit(code) from exc
     typer.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
     message = printable(message or f"{type(exc).__name__}: {exc}")
     typer.echo(f"error: internal error: {message} (no input file's fault; the traceback above says where)", err=True)
@@ -115,10 +140,11 @@ def index_command(
     Unchanged files are skipped, interrupted runs resume, changed files replace their old
     items. Budget options change the index's document budget; what was spent is kept. Each
     file that cannot be read or embedded is reported with its reason and the others are
-    indexed. Exit codes: 0 all indexed, 1 some files failed, 2 usage or index error, 70
-    internal error (the summary of what was done before it is still printed).
+    indexed. A damaged index is refused, never started over. Exit codes: 0 all indexed, 1 some
+    files failed, 2 usage error, 3 index unusable (a file, read-only...), 4 index damaged (run
+    twn-rag check), 70 internal error (the summary of what was done before it is still printed).
     """
-    with _reported_errors():
+    with _reported_errors(index):
         twn_index = TWNIndex.open(
             index, model, collection=collection, chroma_url=chroma_url, default_model=DEFAULT_MODEL
         )
@@ -140,8 +166,10 @@ def index_command(
             )
         except IndexingAborted as exc:  # not a file's fault: what was done, then the error
             _print_report(exc.report, as_json, error=str(exc))
-            _exit_with(exc.__cause__ or exc, str(exc), user_errors=(IndexStoreError,))
+            _exit_with(exc.__cause__ or exc, str(exc), user_errors=(IndexStoreError,), index_dir=index)
     _print_report(report, as_json)
+    with _reported_errors(index):
+        _warn_if_unreachable(twn_index, index)
     if not report.ok:
         raise typer.Exit(FILES_FAILED)
 
@@ -153,26 +181,42 @@ def _print_report(report: IndexReport, as_json: bool, error: str | None = None) 
         print_index_report(report)
 
 
+def _warn_if_unreachable(twn_index: TWNIndex, index_dir: Path) -> tuple[int, int]:
+    """Say on stderr when vector search cannot reach every record (the HNSW index lost some);
+    returns ``(reachable, records)``."""
+    reachable, records = twn_index.vector_reach()
+    if reachable < records:
+        typer.echo(
+            f"warning: vector search reaches only {reachable} of the {records} records of this index "
+            f"(its vector index lost the others); run `twn-rag check --index {printable(str(index_dir))} --repair`, "
+            "then index the files again",
+            err=True,
+        )
+    return reachable, records
+
+
 def format_hit(hit: SearchHit) -> str:
     """One tab-separated line: score, source, page or time, modality, image, thought; any
-    control character in a field is escaped (``printable``), so a hit is always one line."""
+    control character in a field is escaped (``printable``), so a hit is always one line. An
+    image file that does not exist is flagged: ``image=(missing) PATH``."""
     thought = json.dumps(hit.thought, ensure_ascii=False) if hit.thought is not None else "-"
+    image = printable(hit.image_path or "-")
     return "\t".join(
         (
             f"{hit.score:.4f}",
             printable(hit.source),
             hit.location or "-",
             hit.modality,
-            f"image={printable(hit.image_path or '-')}",
+            f"image=(missing) {image}" if hit.image_missing else f"image={image}",
             f"thought={printable(thought)}",
         )
     )
 
 
 def hit_record(hit: SearchHit) -> dict[str, Any]:
-    """A hit as plain data for ``search --json``."""
+    """A hit as plain data for ``search --json`` (``image_missing``: its image file does not exist)."""
     fields = ("id", "score", "source", "modality", "page", "timestamp", "image_path", "thought", "gate_score", "text")
-    return {name: getattr(hit, name) for name in fields}
+    return {**{name: getattr(hit, name) for name in fields}, "image_missing": hit.image_missing}
 
 
 @app.command("search")
@@ -192,13 +236,23 @@ def search_command(
 ) -> None:
     """Search the index by text and/or image; prints one hit per line, best first:
     score, source, page=N or t=S, modality, image=PATH, thought=JSON (tab-separated, control
-    characters in names escaped). With --json, one JSON object per hit per line (JSON Lines)."""
+    characters in names escaped). With --json, one JSON object per hit per line (JSON Lines).
+    A read-only index is searched as it is (the query's spend is not recorded). Warns on stderr
+    when vector search cannot reach every record, or a hit's image file is missing."""
     if query is None and image is None:
         typer.echo("error: give a QUERY, an --image, or both", err=True)
         raise typer.Exit(USAGE_ERROR)
-    with _reported_errors():
-        twn_index = TWNIndex.open(index, model, collection=collection, chroma_url=chroma_url)
+    with _reported_errors(index):
+        twn_index = TWNIndex.open(index, model, collection=collection, chroma_url=chroma_url, read_only=None)
         hits = twn_index.search(query, image=str(image) if image is not None else None, k=k)
+        _warn_if_unreachable(twn_index, index)
+    missing = sum(1 for hit in hits if hit.image_missing)
+    if missing:
+        typer.echo(
+            f"warning: {missing} of the {len(hits)} hits name an image file that does not exist (image=(missing)); "
+            f"`twn-rag check --index {printable(str(index))}` says why",
+            err=True,
+        )
     asked = twn_index.last_query
     if asked is not None:  # on stderr, so stdout stays one hit per line
         thought = "did not think" if asked.thought is None else f"thought {asked.thought!r}"
@@ -217,11 +271,14 @@ def info_command(
     chroma_url: Annotated[str | None, typer.Option("--chroma-url", help=URL_HELP)] = None,
     as_json: Annotated[bool, typer.Option("--json", help=f"{JSON_HELP}: one document.")] = False,
 ) -> None:
-    """What the index holds (items by modality) and its budgets (spent vs allowed)."""
-    with _reported_errors():
-        info = TWNIndex.open(index, collection=collection, chroma_url=chroma_url).info()
+    """What the index holds (items by modality) and its budgets (spent vs allowed). Works on a
+    read-only index; warns on stderr when vector search cannot reach every record."""
+    with _reported_errors(index):
+        twn_index = TWNIndex.open(index, collection=collection, chroma_url=chroma_url, read_only=None)
+        info = twn_index.info()
+        reachable, _records = _warn_if_unreachable(twn_index, index)
     if as_json:
-        _echo_json(info.to_dict())
+        _echo_json({**info.to_dict(), "reachable": reachable})
         return
     modalities = ", ".join(f"{name}: {count}" for name, count in info.modalities.items()) or "none"
     typer.echo(f"index: {printable(info.location)} (collection {info.collection!r})")
@@ -239,7 +296,7 @@ def delete_command(
     chroma_url: Annotated[str | None, typer.Option("--chroma-url", help=URL_HELP)] = None,
 ) -> None:
     """Remove the items of the given source files from the index."""
-    with _reported_errors():
+    with _reported_errors(index):
         twn_index = TWNIndex.open(index, collection=collection, chroma_url=chroma_url)
         for source in sources:
             typer.echo(f"{printable(str(source))}: {twn_index.delete_source(source)} items removed")

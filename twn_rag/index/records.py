@@ -106,6 +106,12 @@ class SearchHit:
             return f"t={self.timestamp:.2f}s"
         return ""
 
+    @property
+    def image_missing(self) -> bool:
+        """Whether the hit names an image file that does not exist (its index's ``images/`` is
+        damaged, or an indexed image file was removed: ``twn-rag check`` says which)."""
+        return self.image_path is not None and not Path(self.image_path).exists()
+
     def metadata_with_query(self, query: ThoughtOutcome) -> dict[str, Any]:
         """What a framework retriever returns with this hit: the record's metadata (absolute
         ``image_path``) and how the ``query`` was embedded (``QUERY_RESULT_METADATA_KEYS``),
@@ -145,3 +151,14 @@ def hits_from_query(result: dict[str, Any], index_dir: Path) -> list[SearchHit]:
             )
         )
     return hits
+
+
+def reachable_ids(collection, dimension: int) -> set[str]:
+    """The ids vector search can return: one query asking for every record (a healthy HNSW index
+    returns them all; one that lost records returns only those it holds)."""
+    count = collection.count()
+    if count == 0:
+        return set()
+    probe = np.zeros((1, dimension), dtype=np.float32)
+    probe[0, 0] = 1.0
+    return set(collection.query(query_embeddings=probe, n_results=count, include=[])["ids"][0])

@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -47,16 +46,29 @@ from twn_rag.embedder import (
     TWNEmbedder,
 )
 from twn_rag.index.budget_store import CollectionBudgets
-from twn_rag.index.client import CHROMA_SUBDIR, COSINE_CONFIGURATION, connect, describe_client
-from twn_rag.index.errors import IndexMismatchError, IndexNotFoundError
+from twn_rag.index.client import COSINE_CONFIGURATION, IndexConnection, connect, describe_client
+from twn_rag.index.collection_name import check_collection_name
+from twn_rag.index.directory import (
+    CHROMA_SUBDIR,
+    DATABASE_FILENAME,
+    IMAGES_SUBDIR,
+    chroma_errors_as_index_errors,
+    make_folder,
+    read_only_error,
+    require_folder,
+)
+from twn_rag.index.directory import inspect as inspect_index_dir
+from twn_rag.index.errors import IndexMismatchError, IndexNotFoundError, IndexReadOnlyError
 from twn_rag.index.fingerprint import ModelFingerprint
 from twn_rag.index.manifest import IndexManifest, canonical_model_id
+from twn_rag.index.read_only import ReadOnlyBudgets, ReadOnlyCollection
 from twn_rag.index.records import (
     LAST_IN_FILE_KEY,
     WRITER_KEY,
     SearchHit,
     add_chunked,
     hits_from_query,
+    reachable_ids,
     record_metadata,
     resolve_image_path,
 )
@@ -69,14 +81,15 @@ from twn_rag.loaders.prefetch import prefetched
 from twn_rag.loaders.settings import LoaderSettings
 from twn_rag.result_metadata import THOUGHT_USED_KEY
 
+if TYPE_CHECKING:
+    from twn_rag.index.check import CheckReport
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_COLLECTION = "twn"
 # Items stored per write (with one ledger update): the most embedding work a kill -9 can lose.
 # Embedding itself goes batch by batch, as items arrive from the loader.
 DEFAULT_CHUNK_SIZE = 32
-IMAGES_SUBDIR = "images"
-COLLECTION_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]")
 
 
 def _load_embedder(model: TWNEmbedder | str | Path) -> TWNEmbedder:
@@ -123,15 +136,28 @@ class TWNIndex:
     """A searchable multimodal index in one Chroma collection. Open it with ``open``; then
     ``add`` paths, ``search`` by text and/or image, ``delete_source``, ``info``."""
 
-    def __init__(self, client, collection, index_dir: Path, location: str, embedder: TWNEmbedder | None):
+    def __init__(
+        self,
+        client,
+        collection,
+        index_dir: Path,
+        location: str,
+        embedder: TWNEmbedder | None,
+        read_only_reason: str | None = None,
+    ):
+        if read_only_reason is not None:  # every write refused, naming the index and why
+            collection = ReadOnlyCollection(collection, index_dir, read_only_reason)
         self._client = client
         self._collection = collection
         self.index_dir = index_dir
         self.location = location
         self._embedder = embedder
+        self._read_only_reason = read_only_reason
         self._max_batch_size = int(client.get_max_batch_size())
         # Every read and write of the collection's metadata (budgets, manifest) goes through it.
-        self._budgets = CollectionBudgets(collection)
+        self._budgets = (CollectionBudgets if read_only_reason is None else ReadOnlyBudgets)(collection)
+        # Removes the temporary copy a read-only database is read from (``close``).
+        self._release_copy: Callable[[], Any] | None = None
         # The embedded query of the last ``search``: its thought and gate score.
         self.last_query: EmbeddingResult | None = None
         # The current ``add``'s token limits (max_input_tokens, max_batch_tokens), for ``encode``.
@@ -154,6 +180,7 @@ class TWNIndex:
         query_budget: ReasoningBudget | None = None,
         loader_settings: LoaderSettings | None = None,
         client=None,
+        read_only: bool | None = False,
     ) -> TWNIndex:
         """Open the index in ``index_dir`` (Chroma embedded there, or the server at
         ``chroma_url``, or the chromadb ``client`` given, e.g. one a LangChain or LlamaIndex
@@ -166,39 +193,109 @@ class TWNIndex:
         ``IndexNotFoundError``. Budgets given for a new index are its budgets (default: the
         checkpoint's); given for an existing index they replace its limits and keep its ledger.
         ``loader_settings`` default to the model's image cap and video sampling.
+
+        ``read_only``: ``False`` the index must be writable (else ``IndexReadOnlyError``);
+        ``True`` it is opened for reading (writes raise ``IndexReadOnlyError``; a search's query
+        spend is not recorded, with a warning); ``None`` writable when it can be written, else
+        read-only. chromadb cannot open an embedded database it may not write, so one that
+        cannot be written is read from a temporary copy (``twn_rag.index.read_only``).
+
+        ``IndexUnusableError`` when ``index_dir`` (or its ``chroma`` folder) is a file or
+        cannot be created; ``IndexDamagedError`` when its database is damaged (empty, cut
+        short, overwritten, gone from its folder): nothing is created over it, and
+        ``twn-rag check`` says what can be done; ``ValueError`` for a collection name Chroma refuses.
         """
-        may_create = model is not None or default_model is not None
-        client, index_dir, location = cls._connect(index_dir, collection, chroma_url, may_create, client)
-        existing = cls._find_collection(client, collection, _describe(location, collection))
-        if existing is None and not may_create:
-            raise _not_found(_describe(location, collection))
-        embedder = _load_embedder(model) if model is not None else None
-        budgets = {"document": document_budget, "query": query_budget}
+        may_create = (model is not None or default_model is not None) and read_only is not True
+        connection = cls._connect(index_dir, collection, chroma_url, may_create, client, read_only)
+        try:
+            with chroma_errors_as_index_errors(connection.index_dir):
+                index = cls._open_collection(
+                    connection,
+                    collection,
+                    _load_embedder(model) if model is not None else None,
+                    default_model,
+                    {"document": document_budget, "query": query_budget},
+                    loader_settings,
+                )
+        except BaseException:
+            connection.release()
+            raise
+        index._release_copy = connection.release_when_closed(index)
+        return index
+
+    @classmethod
+    def _open_collection(
+        cls,
+        connection: IndexConnection,
+        name: str,
+        embedder: TWNEmbedder | None,
+        default_model: str | None,
+        budgets: dict[str, ReasoningBudget | None],
+        loader_settings: LoaderSettings | None,
+    ) -> TWNIndex:
+        """The index in collection ``name`` of ``connection``: attached when it exists, else
+        created for ``embedder`` (or ``default_model``) unless the connection is read-only."""
+        where = _describe(connection.location, name)
+        existing = cls._find_collection(connection.client, name, where)
         if existing is not None:
-            return cls._attach(client, existing, index_dir, location, embedder, budgets, loader_settings)
+            return cls._attach(
+                connection.client,
+                existing,
+                connection.index_dir,
+                connection.location,
+                embedder,
+                budgets,
+                loader_settings,
+                connection.read_only_reason,
+            )
+        if (embedder is None and default_model is None) or connection.read_only_reason is not None:
+            raise _not_found(where)  # and none may be created
         embedder = embedder or _load_embedder(default_model)  # type: ignore[arg-type]
-        return cls._create(client, collection, index_dir, location, embedder, budgets, loader_settings)
+        return cls._create(
+            connection.client, name, connection.index_dir, connection.location, embedder, budgets, loader_settings
+        )
 
     @staticmethod
-    def _connect(index_dir: str | Path, collection: str, chroma_url: str | None, may_create: bool, client=None):
-        """``(client, index_dir, location)`` for the index, after checking the collection name.
-        Nothing is created on disk for an index that does not exist and may not be created."""
+    def _connect(
+        index_dir: str | Path,
+        collection: str,
+        chroma_url: str | None,
+        may_create: bool,
+        client=None,
+        read_only: bool | None = False,
+    ) -> IndexConnection:
+        """The client for the index, after checking the collection name and, for an embedded
+        database, the directory (``twn_rag.index.directory.inspect``). Nothing is created on
+        disk for an index that does not exist and may not be created, or may not be written;
+        an embedded database that cannot be written is read from a temporary copy unless
+        ``read_only`` is ``False`` (then ``IndexReadOnlyError``)."""
         if client is not None and chroma_url is not None:
             raise ValueError("give a Chroma client or a chroma_url, not both")
-        if not COLLECTION_NAME.fullmatch(collection):
-            raise ValueError(
-                f"collection name {collection!r} is not valid for Chroma: use 3-512 characters of "
-                "a-z, A-Z, 0-9, '.', '_', '-', starting and ending with a letter or digit"
-            )
+        check_collection_name(collection)
         index_dir = Path(index_dir).expanduser().resolve()
-        if client is not None:
-            index_dir.mkdir(parents=True, exist_ok=True)
-            return client, index_dir, describe_client(client)
-        location = chroma_url or str(index_dir / CHROMA_SUBDIR)
-        if chroma_url is None and not may_create and not (index_dir / CHROMA_SUBDIR).is_dir():
+        asked = "opened read-only" if read_only else None
+        if client is not None or chroma_url is not None:
+            require_folder(index_dir)
+            if not read_only:
+                make_folder(index_dir)
+            client = client or connect(index_dir, chroma_url)
+            return IndexConnection(client, index_dir, chroma_url or describe_client(client), asked)
+        location = str(index_dir / CHROMA_SUBDIR)
+        found = inspect_index_dir(index_dir)
+        if not found.has_database and not may_create:
             raise _not_found(_describe(location, collection))
-        index_dir.mkdir(parents=True, exist_ok=True)
-        return connect(index_dir, chroma_url), index_dir, location
+        if found.unwritable is not None:
+            if read_only is False or not found.has_database:
+                raise read_only_error(index_dir, found.unwritable)
+            return IndexConnection.to_copy(index_dir, location, str(found.unwritable))
+        if not read_only:
+            make_folder(index_dir)
+        try:
+            return IndexConnection(connect(index_dir), index_dir, location, asked)
+        except IndexReadOnlyError:  # chromadb could not write although the files say it may
+            if read_only is False:
+                raise
+            return IndexConnection.to_copy(index_dir, location, "chromadb could not write its database")
 
     @staticmethod
     def _find_collection(client, name: str, where: str):
@@ -261,10 +358,12 @@ class TWNIndex:
         embedder: TWNEmbedder | None,
         budgets: dict[str, ReasoningBudget | None],
         loader_settings: LoaderSettings | None,
+        read_only_reason: str | None = None,
     ) -> TWNIndex:
         """The existing index in ``handle``, checked against ``embedder`` and ``loader_settings``
-        when given; the budgets given replace its limits (keeping its ledger)."""
-        index = cls(client, handle, index_dir, location, embedder)
+        when given; the budgets given replace its limits (keeping its ledger). With a
+        ``read_only_reason`` every write is refused (``IndexReadOnlyError``)."""
+        index = cls(client, handle, index_dir, location, embedder, read_only_reason)
         index._verify(embedder, loader_settings)
         for role, budget in budgets.items():
             if budget is not None:
@@ -286,8 +385,9 @@ class TWNIndex:
     def _accept_model(self, embedder: TWNEmbedder, identity: ModelFingerprint | None = None) -> None:
         """Refuse ``embedder`` unless it made the index's vectors (``identity``: its fingerprint,
         when already computed). A format-1 index, checked by its legacy digest, gets the
-        per-component fingerprint recorded, so that later refusals can say what differs."""
-        if not self.manifest.identity.is_legacy:
+        per-component fingerprint recorded, so that later refusals can say what differs (not
+        when read-only: it is checked by the legacy digest alone)."""
+        if not self.manifest.identity.is_legacy or self.read_only:
             self.manifest.check_model(embedder, self._where, identity)
             return
         with self._budgets.exclusive():
@@ -316,6 +416,29 @@ class TWNIndex:
         return self.index_dir / IMAGES_SUBDIR
 
     @property
+    def read_only(self) -> bool:
+        """Whether writes are refused (``open(..., read_only=...)``, or an index that cannot be written)."""
+        return self._read_only_reason is not None
+
+    @property
+    def database_path(self) -> Path | None:
+        """The embedded SQLite database (the index's own file, also when a read-only index is
+        read from a copy); ``None`` for a Chroma server."""
+        path = Path(self.location) / DATABASE_FILENAME
+        return path if path.is_file() else None
+
+    def close(self) -> None:
+        """Remove the temporary copy a read-only database is read from (done at the latest when
+        the index is garbage-collected); nothing to do for other indexes. Do not use it afterwards."""
+        if self._release_copy is not None:
+            self._release_copy()
+            self._release_copy = None
+
+    def _refuse_writes(self) -> None:
+        if self.read_only:
+            raise self._collection.write_refused()
+
+    @property
     def embedder(self) -> TWNEmbedder:
         """The index's embedder, loaded from its stored model id on first use."""
         if self._embedder is None:
@@ -326,6 +449,30 @@ class TWNIndex:
 
     def count(self) -> int:
         return self._collection.count()
+
+    def vector_reach(self) -> tuple[int, int]:
+        """``(reachable, records)``: how many records vector search can return, of the records
+        stored. They differ when the vector index (HNSW) lost records its database still lists
+        (its folder deleted or damaged): ``check`` names them, ``check(repair=True)`` re-queues
+        them. One query for every record: about as costly as reading every record's metadata."""
+        return len(reachable_ids(self._collection, self.manifest.dimension)), self.count()
+
+    def check(self, repair: bool = False) -> CheckReport:
+        """What is wrong with the index (``twn_rag.index.check.CheckReport``: images missing or
+        orphaned, duplicates, incomplete files, records vector search cannot reach, the ledger,
+        SQLite integrity); with ``repair``, what can be repaired is (``twn_rag.index.repair``),
+        the rest by the next ``add`` of the re-queued files (``report.requeued``). Repairing needs
+        a writable index (``IndexReadOnlyError``) and no other process writing to it."""
+        from twn_rag.index.check import find_problems, read_records
+        from twn_rag.index.repair import repair_problems
+
+        if repair:
+            self._refuse_writes()
+        records = read_records(self)
+        report = find_problems(self, records)
+        if repair and report.problems:
+            repair_problems(self, report, records)
+        return report
 
     # -- budgets (read fresh, committed through the collection's budget store) ---------------
     def _read_manifest(self) -> IndexManifest:
@@ -385,8 +532,10 @@ class TWNIndex:
         processor limit, out of memory, a non-finite vector: the batch is split to isolate the
         item), is reported in ``IndexReport.failures`` with its reason and the others go on.
         An error that is no file's fault (the store, the disk) raises ``IndexingAborted``,
-        which carries the report of what was done before it.
+        which carries the report of what was done before it. ``IndexReadOnlyError`` on a
+        read-only index, before anything is written.
         """
+        self._refuse_writes()
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         self._encode_limits = {"max_input_tokens": max_input_tokens, "max_batch_tokens": max_batch_tokens}
