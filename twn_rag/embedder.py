@@ -195,6 +195,36 @@ class TWNEmbedder:
                     results[i] = result
         return EmbeddingResults(results, self.dimension)  # type: ignore[arg-type]
 
+    def encode_with_thoughts(
+        self,
+        inputs: Sequence[Any],
+        role: Role,
+        gate_scores: Sequence[float],
+        max_thought_tokens: int,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> EmbeddingResults:
+        """Think about every input and embed it with its thought: the second half of ``encode``
+        for inputs already selected (their no-think pass gave ``gate_scores``, which the results
+        carry). Thoughts of up to ``max_thought_tokens`` are generated batch by batch in one
+        ``generate`` call each. No budget is consulted or updated: the caller selected and accounts."""
+        if len(gate_scores) != len(inputs):
+            raise ValueError(f"got {len(gate_scores)} gate scores for {len(inputs)} inputs")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        items = self.prepare(inputs)
+        order = sorted(range(len(items)), key=lambda i: items[i].cost())
+        results: list[EmbeddingResult | None] = [None] * len(items)
+        with self._encode_lock, torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                chunk = order[start : start + batch_size]
+                batch = [items[i] for i in chunk]
+                thoughts = self._think(batch, role, None, max_thought_tokens)
+                vectors, _ = self.embed_items(batch, role, [text for text, _ in thoughts])
+                array = vectors.cpu().numpy().astype(np.float32, copy=False)
+                for row, (i, (text, count)) in enumerate(zip(chunk, thoughts)):
+                    results[i] = EmbeddingResult(array[row], text, count, float(gate_scores[i]))
+        return EmbeddingResults(results, self.dimension)  # type: ignore[arg-type]
+
     # -- the passes, one definition for encoding and training --------------------------------
     def prompts(
         self, items: Sequence[EmbeddingInput], role: Role | Sequence[Role], instruction: str | None = None
