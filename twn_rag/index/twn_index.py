@@ -454,6 +454,7 @@ class TWNIndex:
                 address=ray_address,
                 workers=workers,
                 gpus_per_worker=gpus_per_worker,
+                dtype="auto" if self._embedder is None else str(self._embedder.model.dtype).removeprefix("torch."),
             )
         embedder = self.embedder  # loaded before the progress bars start
         return LocalPasses(embedder, self.manifest.loader, self.images_dir, batch_size, chunk_size, report.timings)
