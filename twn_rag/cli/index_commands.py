@@ -26,6 +26,13 @@ JSON_HELP = "Print JSON for machines instead of text"
 INDEX_HELP = "Index directory: the embedded Chroma database and the rendered page/frame images."
 COLLECTION_HELP = "Chroma collection name (3-512 characters of a-z, 0-9, '.', '_', '-')."
 URL_HELP = "Use the Chroma server at this URL (http://host:port) instead of the embedded database."
+RAY_HELP = (
+    "Run the embedding passes on Ray (pip install 'twn-rag[ray]'): alone, a local cluster; with "
+    "an ADDRESS (--ray=ADDRESS, e.g. auto or ray://head:10001), that cluster. A multi-machine "
+    "cluster needs --chroma-url and an --index directory every node can reach."
+)
+# What ``--ray`` alone means: a cluster started here (or the one this process already joined).
+LOCAL_RAY = "local"
 MODEL_HELP = f"TWN checkpoint directory or hub id. Default: the index's model; {DEFAULT_MODEL} for a new index."
 
 
@@ -91,16 +98,24 @@ def index_command(
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, help="Inputs per forward pass.")
     ] = DEFAULT_BATCH_SIZE,
+    ray: Annotated[str | None, typer.Option("--ray", flag_value=LOCAL_RAY, metavar="[ADDRESS]", help=RAY_HELP)] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="With --ray: encoder actors (one model each).")] = 1,
+    gpus_per_worker: Annotated[
+        float, typer.Option("--gpus-per-worker", min=0.0, help="With --ray: GPUs per encoder actor (0: CPU).")
+    ] = 0.0,
     as_json: Annotated[bool, typer.Option("--json", help=f"{JSON_HELP}: one document, the run's report.")] = False,
 ) -> None:
     """Index PDFs (pages: text + image), videos (sampled frames) and images into Chroma.
 
     Unchanged files are skipped, interrupted runs resume, changed files replace their old
-    items. Budget options change the index's document budget; what was spent is kept. Each
+    items. Budget options change the index's document budget; what was spent is kept. Every
+    new item is embedded without thinking first, then the budget goes to the items of the
+    whole index the gate is surest about, which think and are embedded again. Each
     file that cannot be read or embedded is reported with its reason and the others are
     indexed. Exit codes: 0 all indexed, 1 some files failed, 2 usage or index error, 70
     internal error (the summary of what was done before it is still printed).
     """
+    executor = _ray_executor(ray) if ray is not None else {}
     with _reported_errors():
         twn_index = TWNIndex.open(
             index, model, collection=collection, chroma_url=chroma_url, default_model=DEFAULT_MODEL
@@ -114,13 +129,39 @@ def index_command(
         if limits:
             twn_index.set_budget("document", dataclasses.replace(twn_index.budget("document"), **limits))
         try:
-            report = twn_index.add(paths, show_progress=sys.stderr.isatty(), batch_size=batch_size)
+            report = twn_index.add(
+                paths,
+                show_progress=sys.stderr.isatty(),
+                batch_size=batch_size,
+                **executor,
+                **({"workers": workers, "gpus_per_worker": gpus_per_worker} if executor else {}),
+            )
         except IndexingAborted as exc:  # not a file's fault: what was done, then the error
             _print_report(exc.report, as_json, error=str(exc))
             _exit_with(exc.__cause__ or exc, str(exc), user_errors=(IndexStoreError,))
     _print_report(report, as_json)
     if not report.ok:
         raise typer.Exit(FILES_FAILED)
+
+
+def _ray_executor(address: str) -> dict[str, Any]:
+    """``TWNIndex.add``'s executor arguments for ``--ray [ADDRESS]``; exits with what to do when
+    Ray is not installed, or when ADDRESS is one of the paths (``--ray`` took it as its value)."""
+    if address != LOCAL_RAY and Path(address).exists():
+        typer.echo(
+            f"error: --ray took {printable(address)!r} as the cluster address; write --ray=ADDRESS, "
+            "or put --ray after the paths",
+            err=True,
+        )
+        raise typer.Exit(USAGE_ERROR)
+    from twn_rag.index.ray_passes import import_ray
+
+    try:
+        import_ray()
+    except ImportError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(USAGE_ERROR) from exc
+    return {"executor": "ray", "ray_address": None if address == LOCAL_RAY else address}
 
 
 def _print_report(report: IndexReport, as_json: bool, error: str | None = None) -> None:
