@@ -561,6 +561,7 @@ class TWNIndex:
         machine's budget lock: concurrent adds on one machine never spend the same slack twice."""
         with self._budgets.exclusive():
             while True:
+                self._budgets.recover_stores(self._records_of_writer)  # a killed pass 3's thoughts count
                 pending = self._pending_records()
                 budget = self.budget("document")
                 chosen = choose_thinkers(budget, pending)
