@@ -1,6 +1,9 @@
 """Fixtures of the ``twn_rag.index`` tests."""
 
+import math
+
 import pytest
+from support.allocation import ITEMS, RATIO, budget, expected_thinkers, state_of, write_corpus
 from support.legacy_records import copy_in_legacy_schema
 
 from twn_rag import ReasoningBudget
@@ -35,3 +38,21 @@ def legacy_index(pdf_and_video_index, tmp_path_factory, embedder):
     written = copy_in_legacy_schema(pdf_and_video_index._collection, index._collection)
     assert "thought" in index._collection.get(limit=1)["metadatas"][0]  # the old keys, really
     return index, written
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("corpus")
+    return folder, write_corpus(folder)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, embedder, corpus):
+    """The state of the corpus indexed in one uninterrupted run, and the thinkers it must have."""
+    folder, files = corpus
+    index = TWNIndex.open(tmp_path_factory.mktemp("reference"), embedder, document_budget=budget())
+    report = index.add([folder])
+    expected = expected_thinkers(embedder, files, index.manifest.loader, RATIO)
+    assert len(expected) == math.floor(RATIO * ITEMS) == 4
+    assert report.items_thought == len(expected)
+    return state_of(index), expected

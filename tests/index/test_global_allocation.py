@@ -5,13 +5,11 @@ size, incremental adds spend what is left, and a kill -9 in any pass resumes exa
 from __future__ import annotations
 
 import json
-import math
 import random
 
 import pytest
 from support.allocation import (
-    FILES,
-    PAGES_PER_FILE,
+    ITEMS,
     RATIO,
     TOKENS,
     assert_same_index,
@@ -19,32 +17,11 @@ from support.allocation import (
     expected_thinkers,
     run_killed_writer,
     state_of,
-    write_corpus,
 )
 
 from twn_rag import ReasoningBudget
 from twn_rag.index import TWNIndex
 from twn_rag.index.budget_store import PENDING_KEY
-
-ITEMS = FILES * PAGES_PER_FILE
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("corpus")
-    return folder, write_corpus(folder)
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory, embedder, corpus):
-    """The state of the corpus indexed in one uninterrupted run, and the thinkers it must have."""
-    folder, files = corpus
-    index = TWNIndex.open(tmp_path_factory.mktemp("reference"), embedder, document_budget=budget())
-    report = index.add([folder])
-    expected = expected_thinkers(embedder, files, index.manifest.loader, RATIO)
-    assert len(expected) == math.floor(RATIO * ITEMS) == 4
-    assert report.items_thought == len(expected)
-    return state_of(index), expected
 
 
 def test_the_thinkers_are_the_best_gate_scores_of_the_index(reference):

@@ -19,6 +19,7 @@ from twn_rag.samples import write_sample_pdf
 
 FILES = 4
 PAGES_PER_FILE = 3
+ITEMS = FILES * PAGES_PER_FILE
 RATIO = 0.4
 TOKENS = 3
 

@@ -181,7 +181,7 @@ class RayPasses:
             compute=self.ray.data.ActorPoolStrategy(size=self.workers),
             num_cpus=0 if self.gpus_per_worker else CPUS_PER_WORKER,
             num_gpus=self.gpus_per_worker or None,
-        )
+        )  # Ray Data restarts an actor that dies (its node, or a kill) and retries its batches
 
     def _dataset(self, jobs: Sequence[Any], key: str):
         rows = [{key: index, "job": pickle.dumps(job)} for index, job in enumerate(jobs)]
