@@ -184,3 +184,11 @@ def test_index_into_a_chroma_server(tmp_path, good_docs, tiny_ckpt, chroma_serve
 def test_unreachable_server_is_a_clear_error(tmp_path):
     result = _run("info", "--index", str(tmp_path), "--chroma-url", f"http://127.0.0.1:{free_port()}")
     assert result.exit_code == 2 and "cannot reach the Chroma server" in result.stderr
+
+
+def test_index_with_ray_says_how_to_install_it(tmp_path, monkeypatch):
+    pdf = write_sample_pdf(tmp_path / "doc.pdf", ["one"])
+    monkeypatch.setitem(sys.modules, "ray", None)  # as where Ray is not installed: import ray fails
+    missing = _run("index", str(pdf), "--index", str(tmp_path / "index"), "--ray")
+    assert missing.exit_code == 2 and "pip install 'twn-rag[ray]'" in missing.output
+    assert not (tmp_path / "index").exists()  # nothing was started or created

@@ -97,3 +97,16 @@ def test_a_ray_run_into_a_chroma_server(ray_cluster, tmp_path, embedder, corpus,
         index = TWNIndex.open(tmp_path / "index", embedder, chroma_url=url, document_budget=budget())
         assert index.add([folder], executor="ray").ok
         _assert_exact(TWNIndex.open(tmp_path / "index", chroma_url=url), reference)
+
+
+def test_the_cli_indexes_with_ray(ray_cluster, tmp_path, tiny_ckpt, corpus):
+    from typer.testing import CliRunner
+
+    from twn_rag.cli import app
+
+    folder, _ = corpus
+    args = ["index", str(folder), "--index", str(tmp_path / "index"), "--model", str(tiny_ckpt), "--think-ratio", "0.4"]
+    result = CliRunner().invoke(app, [*args, "--ray", "--workers", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["items_added"] == ITEMS and report["items_thought"] == int(RATIO * ITEMS)

@@ -27,12 +27,9 @@ INDEX_HELP = "Index directory: the embedded Chroma database and the rendered pag
 COLLECTION_HELP = "Chroma collection name (3-512 characters of a-z, 0-9, '.', '_', '-')."
 URL_HELP = "Use the Chroma server at this URL (http://host:port) instead of the embedded database."
 RAY_HELP = (
-    "Run the embedding passes on Ray (pip install 'twn-rag[ray]'): alone, a local cluster; with "
-    "an ADDRESS (--ray=ADDRESS, e.g. auto or ray://head:10001), that cluster. A multi-machine "
-    "cluster needs --chroma-url and an --index directory every node can reach."
+    "Run the embedding passes on Ray (pip install 'twn-rag[ray]'): a local cluster, or the one at "
+    "--ray-address. A multi-machine cluster needs --chroma-url and an --index directory every node can reach."
 )
-# What ``--ray`` alone means: a cluster started here (or the one this process already joined).
-LOCAL_RAY = "local"
 MODEL_HELP = f"TWN checkpoint directory or hub id. Default: the index's model; {DEFAULT_MODEL} for a new index."
 
 
@@ -98,7 +95,10 @@ def index_command(
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, help="Inputs per forward pass.")
     ] = DEFAULT_BATCH_SIZE,
-    ray: Annotated[str | None, typer.Option("--ray", flag_value=LOCAL_RAY, metavar="[ADDRESS]", help=RAY_HELP)] = None,
+    ray: Annotated[bool, typer.Option("--ray", help=RAY_HELP)] = False,
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", help="With --ray: the cluster (auto, ray://head:10001...).")
+    ] = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="With --ray: encoder actors (one model each).")] = 1,
     gpus_per_worker: Annotated[
         float, typer.Option("--gpus-per-worker", min=0.0, help="With --ray: GPUs per encoder actor (0: CPU).")
@@ -115,7 +115,7 @@ def index_command(
     indexed. Exit codes: 0 all indexed, 1 some files failed, 2 usage or index error, 70
     internal error (the summary of what was done before it is still printed).
     """
-    executor = _ray_executor(ray) if ray is not None else {}
+    executor = _ray_executor(ray_address) if ray else {}
     with _reported_errors():
         twn_index = TWNIndex.open(
             index, model, collection=collection, chroma_url=chroma_url, default_model=DEFAULT_MODEL
@@ -144,16 +144,9 @@ def index_command(
         raise typer.Exit(FILES_FAILED)
 
 
-def _ray_executor(address: str) -> dict[str, Any]:
-    """``TWNIndex.add``'s executor arguments for ``--ray [ADDRESS]``; exits with what to do when
-    Ray is not installed, or when ADDRESS is one of the paths (``--ray`` took it as its value)."""
-    if address != LOCAL_RAY and Path(address).exists():
-        typer.echo(
-            f"error: --ray took {printable(address)!r} as the cluster address; write --ray=ADDRESS, "
-            "or put --ray after the paths",
-            err=True,
-        )
-        raise typer.Exit(USAGE_ERROR)
+def _ray_executor(address: str | None) -> dict[str, Any]:
+    """``TWNIndex.add``'s executor arguments for ``--ray``; exits with what to install when
+    Ray is not installed."""
     from twn_rag.index.ray_passes import import_ray
 
     try:
@@ -161,7 +154,7 @@ def _ray_executor(address: str) -> dict[str, Any]:
     except ImportError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(USAGE_ERROR) from exc
-    return {"executor": "ray", "ray_address": None if address == LOCAL_RAY else address}
+    return {"executor": "ray", "ray_address": address}
 
 
 def _print_report(report: IndexReport, as_json: bool, error: str | None = None) -> None:
