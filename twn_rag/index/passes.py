@@ -36,6 +36,17 @@ Outcome = EmbeddingResult | str
 
 
 @dataclass
+class PassSettings:
+    """What passes 1 and 3 need besides the model, wherever they run: the index's loader
+    settings, where page and frame images go, items per forward pass, and the run's timings."""
+
+    loader: LoaderSettings
+    images_dir: Path
+    batch_size: int
+    timings: IngestTimings
+
+
+@dataclass
 class FileJob:
     """A file whose new items pass 1 embeds: those of ``ref`` not in ``stored_ids``."""
 
@@ -124,24 +135,13 @@ def selected_items(job: ThinkJob, loader: LoaderSettings) -> Iterator[tuple[str,
 
 
 class LocalPasses:
-    """Passes 1 and 3 in this process, with the index's embedder: loading runs a chunk ahead
-    in a background thread, overlapped with embedding. Stage times go to ``timings``."""
+    """Passes 1 and 3 in this process, with the index's embedder: loading runs ``chunk_size``
+    items ahead in a background thread, overlapped with embedding."""
 
-    def __init__(
-        self,
-        embedder: TWNEmbedder,
-        loader: LoaderSettings,
-        images_dir: Path,
-        batch_size: int,
-        chunk_size: int,
-        timings: IngestTimings,
-    ):
+    def __init__(self, embedder: TWNEmbedder, settings: PassSettings, chunk_size: int):
         self.embedder = embedder
-        self.loader = loader
-        self.images_dir = images_dir
-        self.batch_size = batch_size
+        self.settings = settings
         self.chunk_size = chunk_size
-        self.timings = timings
 
     def first_pass(self, jobs: Iterable[FileJob]) -> Iterator[tuple[FileJob, Iterator[tuple[DocumentItem, Outcome]]]]:
         """Each job with the stream of its new items' outcomes (lazy: a file is loaded and
@@ -150,24 +150,26 @@ class LocalPasses:
             yield job, self._embedded(job)
 
     def _embedded(self, job: FileJob) -> Iterator[tuple[DocumentItem, Outcome]]:
-        loaded = timed(new_items(job, self.loader, self.images_dir), self.timings)
+        settings = self.settings
+        loaded = timed(new_items(job, settings.loader, settings.images_dir), settings.timings)
         with closing(prefetched(loaded, max_ahead=self.chunk_size)) as items:
-            for batch in batched(items, self.batch_size):
+            for batch in batched(items, settings.batch_size):
                 started = time.perf_counter()
-                outcomes = embed_without_thinking(self.embedder, batch, self.batch_size)
-                self.timings.embed_s += time.perf_counter() - started
+                outcomes = embed_without_thinking(self.embedder, batch, settings.batch_size)
+                settings.timings.embed_s += time.perf_counter() - started
                 yield from zip(batch, outcomes)
 
     def third_pass(self, jobs: Sequence[ThinkJob], max_tokens: int) -> Iterator[tuple[str, Outcome]]:
         """``(id, outcome)`` for every chosen item of ``jobs``, thought about in batches that
         span files."""
         scores = {item_id: score for job in jobs for item_id, score in job.gate_scores.items()}
-        loaded = (entry for job in jobs for entry in selected_items(job, self.loader))
-        for batch in batched(loaded, self.batch_size):  # type: ignore[arg-type]
+        settings = self.settings
+        loaded = (entry for job in jobs for entry in selected_items(job, settings.loader))
+        for batch in batched(loaded, settings.batch_size):  # type: ignore[arg-type]
             items = [item for _, item in batch if isinstance(item, DocumentItem)]
             yield from ((item_id, item) for item_id, item in batch if isinstance(item, str))
             if items:
                 started = time.perf_counter()
-                outcomes = embed_with_thoughts(self.embedder, items, scores, max_tokens, self.batch_size)
-                self.timings.embed_s += time.perf_counter() - started
+                outcomes = embed_with_thoughts(self.embedder, items, scores, max_tokens, settings.batch_size)
+                settings.timings.embed_s += time.perf_counter() - started
                 yield from ((item.id, outcome) for item, outcome in zip(items, outcomes))

@@ -24,13 +24,13 @@ import numpy as np
 from twn_rag.index.passes import (
     FileJob,
     Outcome,
+    PassSettings,
     ThinkJob,
     embed_with_thoughts,
     embed_without_thinking,
     new_items,
     selected_items,
 )
-from twn_rag.index.report import IngestTimings
 from twn_rag.loaders.items import DocumentItem, LoadError
 from twn_rag.loaders.settings import LoaderSettings
 
@@ -133,10 +133,7 @@ class RayPasses:
     def __init__(
         self,
         model: str,
-        loader: LoaderSettings,
-        images_dir: Path,
-        batch_size: int,
-        timings: IngestTimings,
+        settings: PassSettings,
         *,
         address: str | None = None,
         workers: int = 1,
@@ -152,10 +149,7 @@ class RayPasses:
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local cluster needs no token
             self.ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
         self.model = model
-        self.loader = loader
-        self.images_dir = images_dir
-        self.batch_size = batch_size
-        self.timings = timings
+        self.settings = settings
         self.workers = workers
         self.gpus_per_worker = gpus_per_worker
         self.dtype = dtype
@@ -173,11 +167,11 @@ class RayPasses:
             fn_constructor_kwargs={
                 "model": self.model,
                 "dtype": self.dtype,
-                "batch_size": self.batch_size,
+                "batch_size": self.settings.batch_size,
                 "max_tokens": max_tokens,
                 "threads": CPUS_PER_WORKER,
             },
-            batch_size=self.batch_size,
+            batch_size=self.settings.batch_size,
             compute=self.ray.data.ActorPoolStrategy(size=self.workers),
             num_cpus=0 if self.gpus_per_worker else CPUS_PER_WORKER,
             num_gpus=self.gpus_per_worker or None,
@@ -195,7 +189,7 @@ class RayPasses:
         context = self.ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True  # a file's items are stored in order
         loaded = self._dataset(jobs, "file").flat_map(
-            _load_file, fn_kwargs={"loader": self.loader, "images_dir": str(self.images_dir)}
+            _load_file, fn_kwargs={"loader": self.settings.loader, "images_dir": str(self.settings.images_dir)}
         )
         rows = self._encoded(loaded, None).iter_rows()
         for index, file_rows in itertools.groupby(rows, key=lambda row: int(row["file"])):
@@ -203,11 +197,11 @@ class RayPasses:
 
     def _file_outcomes(self, job: FileJob, rows) -> Iterator[tuple[DocumentItem, Outcome]]:
         for row in rows:
-            self.timings.embed_s += float(row["embed_s"])
+            self.settings.timings.embed_s += float(row["embed_s"])
             if len(row["item"]):
                 yield pickle.loads(row["item"]), pickle.loads(row["outcome"])
                 continue
-            self.timings.load_s += float(row["load_s"])
+            self.settings.timings.load_s += float(row["load_s"])
             if row["error"]:
                 raise LoadError(job.ref.path, str(row["error"]))
 
@@ -215,7 +209,7 @@ class RayPasses:
         """``(id, outcome)`` for every chosen item of ``jobs``, as the actors finish them."""
         if not jobs:
             return
-        loaded = self._dataset(jobs, "file").flat_map(_load_selected, fn_kwargs={"loader": self.loader})
+        loaded = self._dataset(jobs, "file").flat_map(_load_selected, fn_kwargs={"loader": self.settings.loader})
         for row in self._encoded(loaded, max_tokens).iter_rows():
-            self.timings.embed_s += float(row["embed_s"])
+            self.settings.timings.embed_s += float(row["embed_s"])
             yield str(row["id"]), pickle.loads(row["outcome"])

@@ -43,7 +43,7 @@ from twn_rag.index.client import CHROMA_SUBDIR, COSINE_CONFIGURATION, connect, d
 from twn_rag.index.errors import IndexMismatchError, IndexNotFoundError
 from twn_rag.index.fingerprint import ModelFingerprint
 from twn_rag.index.manifest import IndexManifest, canonical_model_id
-from twn_rag.index.passes import FileJob, LocalPasses, Outcome
+from twn_rag.index.passes import FileJob, LocalPasses, Outcome, PassSettings
 from twn_rag.index.records import (
     FINAL_KEY,
     LAST_IN_FILE_KEY,
@@ -445,19 +445,19 @@ class TWNIndex:
         if executor == "ray":
             from twn_rag.index.ray_passes import RayPasses
 
+            settings = PassSettings(self.manifest.loader, self.images_dir, batch_size, report.timings)
             return RayPasses(
                 self._model_reference(),
-                self.manifest.loader,
-                self.images_dir,
-                batch_size,
-                report.timings,
+                settings,
                 address=ray_address,
                 workers=workers,
                 gpus_per_worker=gpus_per_worker,
                 dtype="auto" if self._embedder is None else str(self._embedder.model.dtype).removeprefix("torch."),
             )
         embedder = self.embedder  # loaded before the progress bars start
-        return LocalPasses(embedder, self.manifest.loader, self.images_dir, batch_size, chunk_size, report.timings)
+        return LocalPasses(
+            embedder, PassSettings(self.manifest.loader, self.images_dir, batch_size, report.timings), chunk_size
+        )
 
     def _model_reference(self) -> str:
         """What a Ray worker loads the index's model from: the checkpoint this index was given
