@@ -186,14 +186,17 @@ class RayPasses:
         the order); a file's stream raises ``LoadError`` where its loading failed."""
         if not jobs:
             return
-        context = self.ray.data.DataContext.get_current()
-        context.execution_options.preserve_order = True  # a file's items are stored in order
-        loaded = self._dataset(jobs, "file").flat_map(
-            _load_file, fn_kwargs={"loader": self.settings.loader, "images_dir": str(self.settings.images_dir)}
-        )
-        rows = self._encoded(loaded, None).iter_rows()
-        for index, file_rows in itertools.groupby(rows, key=lambda row: int(row["file"])):
-            yield jobs[index], self._file_outcomes(jobs[index], file_rows)
+        options = self.ray.data.DataContext.get_current().execution_options
+        kept, options.preserve_order = options.preserve_order, True  # a file's items are stored in order
+        try:
+            loaded = self._dataset(jobs, "file").flat_map(
+                _load_file, fn_kwargs={"loader": self.settings.loader, "images_dir": str(self.settings.images_dir)}
+            )
+            rows = self._encoded(loaded, None).iter_rows()
+            for index, file_rows in itertools.groupby(rows, key=lambda row: int(row["file"])):
+                yield jobs[index], self._file_outcomes(jobs[index], file_rows)
+        finally:
+            options.preserve_order = kept
 
     def _file_outcomes(self, job: FileJob, rows) -> Iterator[tuple[DocumentItem, Outcome]]:
         for row in rows:
