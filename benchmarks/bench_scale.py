@@ -36,7 +36,7 @@ from twn_rag.index import TWNIndex
 from twn_rag.result_metadata import GATE_SCORE_KEY
 from twn_rag.samples import write_sample_pdf
 
-FILES, PAGES = 4, 8
+FILES, PAGES = 4, 24
 THINK_RATIO = 0.25
 MAX_THOUGHT_TOKENS = 8
 BATCH_SIZE = 4
