@@ -18,7 +18,13 @@ Consistency, including after a kill -9:
   records are written (spent when generated); its items are counted once, when this writer
   stored them new (records carry the writer's token and are read back), so a second writer
   or a resumed run never counts them again; a store killed between writing and counting is
-  counted by the next writer on the machine, from the records that carry its token.
+  counted by the next writer on the machine, from the records that carry its token;
+- the budget is allocated over the index (``add``): pass-1 records are stored not final
+  (``twn_final: False``) with their no-think vector and gate score; the selection reads the
+  non-final records, so a killed run's selection is simply made again; a pass-3 store commits
+  its thought tokens first, then replaces the records still non-final (tagged with its
+  ``twn_think_writer`` token, read back), then counts their thoughts, so a thought is counted
+  once even when its store was killed before counting.
 """
 
 from __future__ import annotations
