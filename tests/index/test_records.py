@@ -54,5 +54,7 @@ def test_records_hold_the_one_result_schema(index):
     stored = index._collection.get(ids=["note-0", "note-1"], include=["metadatas"])
     by_id = dict(zip(stored["ids"], stored["metadatas"]))
     for item, result in zip(items, results):
-        assert by_id[item.id] == {"source": "notes", "modality": "text", **result_metadata(result)}
+        metadata = dict(by_id[item.id])
+        assert metadata.pop("twn_writer") and metadata.pop("twn_final") is True  # bookkeeping: who stored it, final
+        assert metadata == {"source": "notes", "modality": "text", **result_metadata(result)}
     assert [hit.thought for hit in index.search("note", k=2)] in ([None, ""], ["", None])
