@@ -104,3 +104,12 @@ def test_never_and_always_modes(tmp_path, embedder, corpus):
     )
     every.add([folder])
     assert len(state_of(every).thinkers) == ITEMS and state_of(every).final
+
+
+def test_a_run_with_nothing_to_embed_or_think_loads_no_model(tmp_path, embedder, corpus):
+    folder, _ = corpus
+    TWNIndex.open(tmp_path / "index", embedder, document_budget=budget()).add([folder])
+    reopened = TWNIndex.open(tmp_path / "index")  # the model would be loaded on first use
+    report = reopened.add([folder])
+    assert report.files_unchanged == 4 and report.items_thought == 0
+    assert reopened._embedder is None

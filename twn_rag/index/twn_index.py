@@ -29,11 +29,12 @@ Consistency, including after a kill -9:
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -412,7 +413,10 @@ class TWNIndex:
         items_bar = tqdm(desc="items", unit="item", disable=not show_progress)
         current: str | None = None
         try:
-            passes = self._passes(executor, batch_size, chunk_size, report, ray_address, workers, gpus_per_worker)
+            # Made on first need: a run with nothing to embed loads no model and starts no cluster.
+            passes = functools.cache(
+                lambda: self._passes(executor, batch_size, chunk_size, report, ray_address, workers, gpus_per_worker)
+            )
             jobs, stale = [], {}
             for path, kind in discovery.files:
                 current = str(path)
@@ -421,7 +425,7 @@ class TWNIndex:
                     files_bar.update()
                 else:
                     jobs.append(job)
-            for job, outcomes in passes.first_pass(jobs):
+            for job, outcomes in passes().first_pass(jobs) if jobs else ():
                 current = str(job.ref.path)
                 files_bar.set_postfix_str(utf8_safe(job.ref.path.name), refresh=False)
                 try:
@@ -559,7 +563,7 @@ class TWNIndex:
         logger.info("stored %d new items of %s (%d in this run)", len(added), path, report.items_added)
 
     # -- the global allocation: passes 2 and 3 ---------------------------------------------------
-    def _allocate(self, passes, report: IndexReport, chunk_size: int, show_progress: bool) -> None:
+    def _allocate(self, passes: Callable[[], Any], report: IndexReport, chunk_size: int, show_progress: bool) -> None:
         """Choose among the index's non-final items those that think (pass 2), have them think
         and store them (pass 3), and make every other non-final item final as it is. Rounds
         repeat while the budget left allows more (thoughts shorter than the tokens reserved
@@ -576,7 +580,7 @@ class TWNIndex:
                 logger.info("%d of %d non-final items think (%s)", len(chosen), len(pending), budget.describe())
                 bar = tqdm(total=len(chosen), desc="thinking", unit="item", disable=not show_progress)
                 try:
-                    outcomes = passes.third_pass(think_jobs(chosen, pending), budget.max_thought_tokens)
+                    outcomes = passes().third_pass(think_jobs(chosen, pending), budget.max_thought_tokens)
                     for outcome_chunk in batched(outcomes, chunk_size):  # type: ignore[arg-type]
                         self._store_thoughts(outcome_chunk, report)
                         bar.update(len(outcome_chunk))
