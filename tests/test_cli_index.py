@@ -206,3 +206,11 @@ def test_index_caps_text_tokens_and_batch_tokens_as_told(tmp_path, tiny_ckpt, em
     }
     result = _run("index", str(pdf), "--index", str(tmp_path / "bad"), "--max-input-tokens", "0")
     assert result.exit_code == 2 and "--max-input-tokens" in result.output
+
+
+def test_index_with_ray_says_how_to_install_it(tmp_path, monkeypatch):
+    pdf = write_sample_pdf(tmp_path / "doc.pdf", ["one"])
+    monkeypatch.setitem(sys.modules, "ray", None)  # as where Ray is not installed: import ray fails
+    missing = _run("index", str(pdf), "--index", str(tmp_path / "index"), "--ray")
+    assert missing.exit_code == 2 and "pip install 'twn-rag[ray]'" in missing.output
+    assert not (tmp_path / "index").exists()  # nothing was started or created

@@ -282,6 +282,41 @@ class TWNEmbedder:
                     results[i] = result
         return EmbeddingResults(results, self.dimension)  # type: ignore[arg-type]
 
+    def encode_with_thoughts(
+        self,
+        inputs: Sequence[Any],
+        role: Role,
+        gate_scores: Sequence[float],
+        max_thought_tokens: int,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        max_input_tokens: InputTokenCap = FROM_CONFIG,
+        max_batch_tokens: int | None = DEFAULT_MAX_BATCH_TOKENS,
+    ) -> EmbeddingResults:
+        """Think about every input and embed it with its thought: the second half of ``encode``
+        for inputs already selected (their no-think pass gave ``gate_scores``, which the results
+        carry). Thoughts of up to ``max_thought_tokens`` are generated batch by batch in one
+        ``generate`` call each, in the batches ``encode`` would form (``max_input_tokens`` and
+        ``max_batch_tokens`` as there). No budget is consulted or updated: the caller selected
+        and accounts."""
+        if len(gate_scores) != len(inputs):
+            raise ValueError(f"got {len(gate_scores)} gate scores for {len(inputs)} inputs")
+        self.check_limits(batch_size, max_input_tokens, max_batch_tokens)
+        items = self._parse(inputs, None)
+        # Planning only: every row thinks, so each is counted with the room its thought takes.
+        thinking = ReasoningBudget(mode="always", max_thought_tokens=max_thought_tokens)
+        results: list[EmbeddingResult | None] = [None] * len(items)
+        with self._encode_lock, torch.inference_mode():
+            items = self._capped(items, self.input_token_cap(max_input_tokens), None)
+            for chunk in self.plan_batches(items, role, thinking, batch_size, max_batch_tokens):
+                batch = [items[i] for i in chunk]
+                thoughts = self._think(batch, role, None, max_thought_tokens)
+                vectors, _ = self.embed_items(batch, role, [text for text, _ in thoughts])
+                array = vectors.cpu().numpy().astype(np.float32, copy=False)
+                for row, (i, (text, count)) in enumerate(zip(chunk, thoughts)):
+                    original = items[i].text_tokens_original
+                    results[i] = EmbeddingResult(array[row], text, count, float(gate_scores[i]), original)
+        return EmbeddingResults(results, self.dimension)  # type: ignore[arg-type]
+
     # -- the passes, one definition for encoding and training --------------------------------
     def prompts(
         self, items: Sequence[EmbeddingInput], role: Role | Sequence[Role], instruction: str | None = None

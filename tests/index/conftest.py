@@ -1,6 +1,9 @@
 """Fixtures of the ``twn_rag.index`` tests."""
 
+import math
+
 import pytest
+from support.allocation import ITEMS, RATIO, budget, expected_thinkers, state_of, write_corpus
 from support.index_damage import copy_index, release_chroma, write_documents
 from support.legacy_records import copy_in_legacy_schema
 
@@ -55,3 +58,21 @@ def built_index_dir(tmp_path_factory, embedder, sample_video):
 def index_copy(built_index_dir, tmp_path):
     """A fresh copy of ``built_index_dir`` (its documents stay where they are)."""
     return copy_index(built_index_dir, tmp_path / "index")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("corpus")
+    return folder, write_corpus(folder)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, embedder, corpus):
+    """The state of the corpus indexed in one uninterrupted run, and the thinkers it must have."""
+    folder, files = corpus
+    index = TWNIndex.open(tmp_path_factory.mktemp("reference"), embedder, document_budget=budget())
+    report = index.add([folder])
+    expected = expected_thinkers(embedder, files, index.manifest.loader, RATIO)
+    assert len(expected) == math.floor(RATIO * ITEMS) == 4
+    assert report.items_thought == len(expected)
+    return state_of(index), expected

@@ -33,7 +33,8 @@ QUERY_THOUGHT_KEY, QUERY_GATE_KEY = QUERY_RESULT_METADATA_KEYS[:2]
 DESCRIPTIVE_KEYS = ("source", "file_name", "page", "timestamp", "modality")
 BOOKKEEPING_KEYS = (
     "content_hash", "last_in_file", "page_width_pt", "page_height_pt", "source_type", "frame_index", "page_count",
-    "image_path", "twn_writer", "twn_thought", "twn_gate_score", "twn_thought_tokens", "twn_thought_used",
+    "image_path", "twn_writer", "twn_final", "twn_think_writer", "twn_thought", "twn_gate_score",
+    "twn_thought_tokens", "twn_thought_used",
     "twn_query_thought", "twn_query_gate_score", "twn_query_thought_tokens", "twn_query_thought_used",
 )  # fmt: skip
 

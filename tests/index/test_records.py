@@ -55,7 +55,8 @@ def test_records_hold_the_one_result_schema(index):
     stored = index._collection.get(ids=["note-0", "note-1"], include=["metadatas"])
     by_id = dict(zip(stored["ids"], stored["metadatas"]))
     for item, result in zip(items, results):
-        expected = {"source": "notes", "modality": "text", **result_metadata(result), WRITER_KEY: "writer-1"}
-        assert by_id[item.id] == expected
+        metadata = dict(by_id[item.id])
+        assert metadata.pop(WRITER_KEY) == "writer-1" and metadata.pop("twn_final") is True  # who stored it, final
+        assert metadata == {"source": "notes", "modality": "text", **result_metadata(result)}
     assert index.store(items, results) == set()  # stored already: nothing new for another writer
     assert [hit.thought for hit in index.search("note", k=2)] in ([None, ""], ["", None])

@@ -36,6 +36,10 @@ JSON_HELP = "Print JSON for machines instead of text"
 INDEX_HELP = "Index directory: the embedded Chroma database and the rendered page/frame images."
 COLLECTION_HELP = "Chroma collection name (3-512 characters of a-z, 0-9, '.', '_', '-')."
 URL_HELP = "Use the Chroma server at this URL (http://host:port) instead of the embedded database."
+RAY_HELP = (
+    "Run the embedding passes on Ray (pip install 'twn-rag[ray]'): a local cluster, or the one at "
+    "--ray-address. A multi-machine cluster needs --chroma-url and an --index directory every node can reach."
+)
 MODEL_HELP = f"TWN checkpoint directory or hub id. Default: the index's model; {DEFAULT_MODEL} for a new index."
 
 
@@ -133,17 +137,28 @@ def index_command(
             help="At most this many padded positions (rows x longest row, image tokens included) per forward pass.",
         ),
     ] = DEFAULT_MAX_BATCH_TOKENS,
+    ray: Annotated[bool, typer.Option("--ray", help=RAY_HELP)] = False,
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", help="With --ray: the cluster (auto, ray://head:10001...).")
+    ] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="With --ray: encoder actors (one model each).")] = 1,
+    gpus_per_worker: Annotated[
+        float, typer.Option("--gpus-per-worker", min=0.0, help="With --ray: GPUs per encoder actor (0: CPU).")
+    ] = 0.0,
     as_json: Annotated[bool, typer.Option("--json", help=f"{JSON_HELP}: one document, the run's report.")] = False,
 ) -> None:
     """Index PDFs (pages: text + image), videos (sampled frames) and images into Chroma.
 
     Unchanged files are skipped, interrupted runs resume, changed files replace their old
-    items. Budget options change the index's document budget; what was spent is kept. Each
+    items. Budget options change the index's document budget; what was spent is kept. Every
+    new item is embedded without thinking first, then the budget goes to the items of the
+    whole index the gate is surest about, which think and are embedded again. Each
     file that cannot be read or embedded is reported with its reason and the others are
     indexed. A damaged index is refused, never started over. Exit codes: 0 all indexed, 1 some
     files failed, 2 usage error, 3 index unusable (a file, read-only...), 4 index damaged (run
     twn-rag check), 70 internal error (the summary of what was done before it is still printed).
     """
+    executor = _ray_executor(ray_address) if ray else {}
     with _reported_errors(index):
         twn_index = TWNIndex.open(
             index, model, collection=collection, chroma_url=chroma_url, default_model=DEFAULT_MODEL
@@ -163,6 +178,8 @@ def index_command(
                 batch_size=batch_size,
                 max_input_tokens=FROM_CONFIG if max_input_tokens is None else max_input_tokens,
                 max_batch_tokens=max_batch_tokens,
+                **executor,
+                **({"workers": workers, "gpus_per_worker": gpus_per_worker} if executor else {}),
             )
         except IndexingAborted as exc:  # not a file's fault: what was done, then the error
             _print_report(exc.report, as_json, error=str(exc))
@@ -172,6 +189,19 @@ def index_command(
         _warn_if_unreachable(twn_index, index)
     if not report.ok:
         raise typer.Exit(FILES_FAILED)
+
+
+def _ray_executor(address: str | None) -> dict[str, Any]:
+    """``TWNIndex.add``'s executor arguments for ``--ray``; exits with what to install when
+    Ray is not installed."""
+    from twn_rag.index.ray_passes import import_ray
+
+    try:
+        import_ray()
+    except ImportError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(USAGE_ERROR) from exc
+    return {"executor": "ray", "ray_address": address}
 
 
 def _print_report(report: IndexReport, as_json: bool, error: str | None = None) -> None:

@@ -25,6 +25,12 @@ LAST_IN_FILE_KEY = "last_in_file"
 # The store that wrote a record (a token per chunk): how a writer tells the records it stored
 # new from those another writer stored first, and how an interrupted store is counted later.
 WRITER_KEY = "twn_writer"
+# False on a record embedded without thinking that awaits the global selection (``add``'s pass
+# 1); True once it is final (thought and re-embedded, or left as it is). Records without the
+# key were written final (by an earlier version, or by a route that selects as it goes).
+FINAL_KEY = "twn_final"
+# The store that re-embedded a record with its thought (pass 3): how its thought is counted once.
+THINK_WRITER_KEY = "twn_think_writer"
 
 
 def record_metadata(
@@ -77,6 +83,25 @@ def add_chunked(
         )
         writes += 1
     return writes
+
+
+def update_chunked(
+    collection,
+    *,
+    ids: Sequence[str],
+    metadatas: Sequence[dict[str, Any]],
+    embeddings: np.ndarray | None,
+    max_batch_size: int,
+) -> None:
+    """Replace the metadata (and, when given, the vectors) of stored records, in slices of at
+    most ``max_batch_size``. ``metadatas`` are whole: keys left out are not guaranteed to stay."""
+    for start in range(0, len(ids), max_batch_size):
+        stop = start + max_batch_size
+        collection.update(
+            ids=list(ids[start:stop]),
+            metadatas=list(metadatas[start:stop]),
+            **({} if embeddings is None else {"embeddings": embeddings[start:stop]}),
+        )
 
 
 @dataclass

@@ -60,13 +60,14 @@ class IngestTimings:
 @dataclass
 class IndexReport:
     """Outcome of ``TWNIndex.add``: files indexed or found unchanged, items written and
-    removed (replaced versions), files that failed (with reasons) or were skipped, timings,
-    and the document budget after the run."""
+    removed (replaced versions), items that thought in this run (pass 3), files that failed
+    (with reasons) or were skipped, timings, and the document budget after the run."""
 
     files_indexed: int = 0
     files_unchanged: int = 0
     items_added: int = 0
     items_removed: int = 0
+    items_thought: int = 0
     failures: list[FileFailure] = field(default_factory=list)
     skipped: list[FileFailure] = field(default_factory=list)
     timings: IngestTimings = field(default_factory=IngestTimings)

@@ -18,17 +18,22 @@ Consistency, including after a kill -9:
   records are written (spent when generated); its items are counted once, when this writer
   stored them new (records carry the writer's token and are read back), so a second writer
   or a resumed run never counts them again; a store killed between writing and counting is
-  counted by the next writer on the machine, from the records that carry its token.
+  counted by the next writer on the machine, from the records that carry its token;
+- the budget is allocated over the index (``add``): pass-1 records are stored not final
+  (``twn_final: False``) with their no-think vector and gate score; the selection reads the
+  non-final records, so a killed run's selection is simply made again; a pass-3 store commits
+  its thought tokens first, then replaces the records still non-final (tagged with its
+  ``twn_think_writer`` token, read back), then counts their thoughts, so a thought is counted
+  once even when its store was killed before counting.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +50,7 @@ from twn_rag.embedder import (
     InputTokenCap,
     TWNEmbedder,
 )
+from twn_rag.index.allocation import choose_thinkers, think_jobs
 from twn_rag.index.budget_store import CollectionBudgets
 from twn_rag.index.client import COSINE_CONFIGURATION, IndexConnection, connect, describe_client
 from twn_rag.index.collection_name import check_collection_name
@@ -61,9 +67,12 @@ from twn_rag.index.directory import inspect as inspect_index_dir
 from twn_rag.index.errors import IndexMismatchError, IndexNotFoundError, IndexReadOnlyError
 from twn_rag.index.fingerprint import ModelFingerprint
 from twn_rag.index.manifest import IndexManifest, canonical_model_id
+from twn_rag.index.passes import FileJob, LocalPasses, Outcome, PassSettings
 from twn_rag.index.read_only import ReadOnlyBudgets, ReadOnlyCollection
 from twn_rag.index.records import (
+    FINAL_KEY,
     LAST_IN_FILE_KEY,
+    THINK_WRITER_KEY,
     WRITER_KEY,
     SearchHit,
     add_chunked,
@@ -71,15 +80,14 @@ from twn_rag.index.records import (
     reachable_ids,
     record_metadata,
     resolve_image_path,
+    update_chunked,
 )
 from twn_rag.index.report import IndexInfo, IndexingAborted, IndexReport
-from twn_rag.index.streams import batched, mark_last, saving_images, timed
-from twn_rag.loaders.dispatch import iter_file_items
+from twn_rag.index.streams import batched
 from twn_rag.loaders.files import FileRef, canonical_source, discover_files
 from twn_rag.loaders.items import DocumentItem, FileFailure, LoadError, utf8_safe
-from twn_rag.loaders.prefetch import prefetched
 from twn_rag.loaders.settings import LoaderSettings
-from twn_rag.result_metadata import THOUGHT_USED_KEY
+from twn_rag.result_metadata import THOUGHT_USED_KEY, result_metadata
 
 if TYPE_CHECKING:
     from twn_rag.index.check import CheckReport
@@ -90,6 +98,8 @@ DEFAULT_COLLECTION = "twn"
 # Items stored per write (with one ledger update): the most embedding work a kill -9 can lose.
 # Embedding itself goes batch by batch, as items arrive from the loader.
 DEFAULT_CHUNK_SIZE = 32
+# Where ``add`` runs passes 1 and 3: this process, or a Ray cluster (``twn-rag[ray]``).
+EXECUTORS = ("local", "ray")
 
 
 def _load_embedder(model: TWNEmbedder | str | Path) -> TWNEmbedder:
@@ -109,11 +119,10 @@ def _not_found(where: str) -> IndexNotFoundError:
 
 @dataclass
 class _PendingChunk:
-    """Items embedded but not stored yet, and the budget they were embedded under."""
+    """Items embedded (pass 1) but not stored yet."""
 
     items: list[DocumentItem] = field(default_factory=list)
     results: list[EmbeddingResult] = field(default_factory=list)
-    budget: ReasoningBudget | None = None
 
 
 def _place(item: DocumentItem) -> str:
@@ -521,8 +530,26 @@ class TWNIndex:
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         max_input_tokens: InputTokenCap = FROM_CONFIG,
         max_batch_tokens: int | None = DEFAULT_MAX_BATCH_TOKENS,
+        executor: str = "local",
+        ray_address: str | None = None,
+        workers: int = 1,
+        gpus_per_worker: float = 0.0,
     ) -> IndexReport:
         """Index every supported file under ``paths`` (folders walked recursively).
+
+        The document budget is allocated over the whole index, in three passes: (1) every new
+        item is embedded without thinking and stored (vector, gate score, not final); (2) the
+        items that may think are chosen among the index's non-final items: gate score at or
+        above the threshold, highest first (ties by id), within ``max_think_ratio`` of all the
+        index's items and the remaining ``token_budget`` (``max_thought_tokens`` reserved
+        each); (3) those think and are embedded again, and every other non-final item becomes
+        final as it is. The result depends neither on file order, batch size nor workers; a
+        run killed in any pass is resumed by the next without redoing or recounting work.
+
+        ``executor="ray"`` runs passes 1 and 3 on a Ray cluster (``ray_address``; a local one
+        when ``None``): files load in Ray tasks and ``workers`` actors (``gpus_per_worker``
+        GPUs each) load the model once and embed; selection and writes stay here. Needs
+        ``twn-rag[ray]``.
 
         ``max_input_tokens`` and ``max_batch_tokens`` are ``TWNEmbedder.encode``'s: a page whose
         text is cut to the cap is stored with ``twn_text_truncated`` and ``twn_text_tokens_original``.
@@ -538,149 +565,150 @@ class TWNIndex:
         self._refuse_writes()
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-        self._encode_limits = {"max_input_tokens": max_input_tokens, "max_batch_tokens": max_batch_tokens}
+        if executor not in EXECUTORS:
+            raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}")
+        if max_batch_tokens is not None and max_batch_tokens < 1:
+            raise ValueError(f"max_batch_tokens must be >= 1 or None, got {max_batch_tokens}")
+        encode_limits = {"max_input_tokens": max_input_tokens, "max_batch_tokens": max_batch_tokens}
         started = time.perf_counter()
         discovery = discover_files(paths)
         report = IndexReport(failures=list(discovery.failures), skipped=list(discovery.skipped))
         for skipped in discovery.skipped:
             logger.info("skipped %s: %s", skipped.path, skipped.reason)
-        if discovery.files:  # loads the model before the progress bars start
-            self.embedder.check_limits(batch_size, max_input_tokens, max_batch_tokens)
         files_bar = tqdm(total=len(discovery.files), desc="files", unit="file", disable=not show_progress)
         items_bar = tqdm(desc="items", unit="item", disable=not show_progress)
-        current: Path | None = None
+        current: str | None = None
         try:
-            for current, kind in discovery.files:
-                files_bar.set_postfix_str(utf8_safe(current.name), refresh=False)
+            # Made on first need: a run with nothing to embed loads no model and starts no cluster.
+            passes = functools.cache(
+                lambda: self._passes(
+                    executor, batch_size, chunk_size, report, ray_address, workers, gpus_per_worker, encode_limits
+                )
+            )
+            jobs, stale = [], {}
+            for path, kind in discovery.files:
+                current = str(path)
+                job = self._plan_file(path, kind, report, stale)
+                if job is None:
+                    files_bar.update()
+                else:
+                    jobs.append(job)
+            for job, outcomes in passes().first_pass(jobs) if jobs else ():
+                current = str(job.ref.path)
+                files_bar.set_postfix_str(utf8_safe(job.ref.path.name), refresh=False)
                 try:
-                    self._add_file(current, kind, report, batch_size, chunk_size, items_bar)
+                    self._store_file(job, outcomes, report, chunk_size, items_bar)
+                    report.files_indexed += 1
+                    if stale.get(job.ref.source):  # the file changed: its new version is complete, drop the old one
+                        report.items_removed += self._delete_ids(stale[job.ref.source])
                 except LoadError as exc:
-                    report.failures.append(FileFailure(str(current), exc.reason))
-                    logger.warning("failed %s: %s", current, exc.reason)
+                    report.failures.append(FileFailure(str(job.ref.path), exc.reason))
+                    logger.warning("failed %s: %s", job.ref.path, exc.reason)
                 files_bar.update()
+            current = None
+            self._allocate(passes, report, chunk_size, show_progress)
             report.document_budget = self.budget("document")
         except Exception as exc:
             report.document_budget = self.manifest.budgets["document"]  # as last read: the store may be what failed
             report.timings.wall_s = time.perf_counter() - started
-            raise IndexingAborted(report, None if current is None else str(current), exc) from exc
+            raise IndexingAborted(report, current, exc) from exc
         finally:
             items_bar.close()
             files_bar.close()
         report.timings.wall_s = time.perf_counter() - started
         return report
 
-    def _add_file(
-        self, path: Path, kind: str, report: IndexReport, batch_size: int, chunk_size: int, items_bar
-    ) -> None:
+    def _passes(self, executor, batch_size, chunk_size, report, ray_address, workers, gpus_per_worker, encode_limits):
+        """Where passes 1 and 3 run: here (``LocalPasses``) or on Ray (``RayPasses``)."""
+        settings = PassSettings(self.manifest.loader, self.images_dir, batch_size, report.timings, encode_limits)
+        if executor == "ray":
+            from twn_rag.index.ray_passes import RayPasses
+
+            return RayPasses(
+                self._model_reference(),
+                settings,
+                address=ray_address,
+                workers=workers,
+                gpus_per_worker=gpus_per_worker,
+                dtype="auto" if self._embedder is None else str(self._embedder.model.dtype).removeprefix("torch."),
+            )
+        embedder = self.embedder  # loaded before the progress bars start
+        embedder.check_limits(batch_size, **encode_limits)
+        return LocalPasses(embedder, settings, chunk_size)
+
+    def _model_reference(self) -> str:
+        """What a Ray worker loads the index's model from: the checkpoint this index was given
+        or its stored model id."""
+        return self._embedder.model_id if self._embedder is not None else self.manifest.model_id
+
+    def _plan_file(self, path: Path, kind: str, report: IndexReport, stale: dict[str, list[str]]) -> FileJob | None:
+        """The pass-1 job of a file, or ``None`` when it is stored complete and unchanged (or
+        cannot be read: reported). Ids of a changed file's old version go to ``stale``."""
         started = time.perf_counter()
-        ref = FileRef.describe(path, kind)
-        report.timings.load_s += time.perf_counter() - started
+        try:
+            ref = FileRef.describe(path, kind)
+        except LoadError as exc:
+            report.failures.append(FileFailure(str(path), exc.reason))
+            logger.warning("failed %s: %s", path, exc.reason)
+            return None
+        finally:
+            report.timings.load_s += time.perf_counter() - started
         stored = {i: meta for i, meta in self._source_records(ref.source).items() if ref.owns(i)}
         current = {i for i, meta in stored.items() if meta.get("content_hash") == ref.content_hash}
-        stale = [i for i in stored if i not in current]
+        stale[ref.source] = [i for i in stored if i not in current]
         if any(stored[i].get(LAST_IN_FILE_KEY) for i in current):
             report.files_unchanged += 1
             logger.info("unchanged %s", path)
-        else:
-            if current:
-                logger.info("resuming %s: %d items already stored", path, len(current))
-            self._ingest(ref, current, report, batch_size, chunk_size, items_bar)
-            report.files_indexed += 1
-        if stale:  # the file changed: its new version is complete, drop the old one
-            report.items_removed += self._delete_ids(stale)
+            if stale[ref.source]:
+                report.items_removed += self._delete_ids(stale[ref.source])
+            return None
+        if current:
+            logger.info("resuming %s: %d items already stored", path, len(current))
+        return FileJob(ref, current)
 
-    def _ingest(
-        self, ref: FileRef, stored_ids: set[str], report: IndexReport, batch_size: int, chunk_size: int, items_bar
+    def _store_file(
+        self,
+        job: FileJob,
+        outcomes: Iterator[tuple[DocumentItem, Outcome]],
+        report: IndexReport,
+        chunk_size: int,
+        items_bar,
     ) -> None:
-        """Embed and store, in order, the items of ``ref`` not in ``stored_ids``. Loading
-        (render/decode, page and frame image files) runs up to a chunk ahead in a background
-        thread, overlapping with embedding; each batch is embedded as soon as it is loaded.
+        """Store, in order and chunk by chunk, the pass-1 ``outcomes`` of ``job``'s file.
 
-        Items that cannot be embedded are left out (their image files removed) and the rest
+        Items that could not be embedded are left out (their image files removed) and the rest
         of the file goes on; the file then stays incomplete (no item flagged last), so the next
-        run retries just those, and ``LoadError`` reports them."""
-        loaded = saving_images(iter_file_items(ref, self.manifest.loader), self.images_dir)
+        run retries just those, and ``LoadError`` reports them. ``LoadError`` from the stream
+        (damage part-way through) keeps what was embedded before it."""
+        path = job.ref.path
         chunk = _PendingChunk()
         failed: list[tuple[DocumentItem, str]] = []
-        with closing(prefetched(timed(loaded, report.timings), max_ahead=chunk_size)) as items:
-            try:
-                for batch in batched(mark_last(items), batch_size):
-                    todo = [item for item in batch if item.id not in stored_ids]
-                    if todo:
-                        self._embed_into(chunk, todo, batch_size, report, failed)
-                    if len(chunk.items) >= chunk_size:
-                        self._flush(chunk, report, ref.path, items_bar, complete=not failed)
-                        chunk = _PendingChunk()
-            except LoadError as exc:
-                # Damage part-way through: keep what was embedded before it (stored, its spend
-                # recorded); the file stays incomplete and is retried by the next run.
-                self._flush(chunk, report, ref.path, items_bar, complete=False)
-                if failed:
-                    raise LoadError(ref.path, f"{exc.reason}; before that, {_not_embedded(failed)}") from exc
-                raise
-        self._flush(chunk, report, ref.path, items_bar, complete=not failed)
-        if failed:
-            raise LoadError(ref.path, f"{_not_embedded(failed)}; the other items are stored, the next run retries")
-
-    def _embed_into(
-        self,
-        chunk: _PendingChunk,
-        items: list[DocumentItem],
-        batch_size: int,
-        report: IndexReport,
-        failed: list[tuple[DocumentItem, str]],
-    ) -> None:
-        """Embed one batch as soon as it is loaded, under the budget read at the chunk's start:
-        embedded items join the chunk, the others join ``failed`` with their reason."""
-        if chunk.budget is None:
-            chunk.budget = self.budget("document")
-        started = time.perf_counter()
-        outcomes = self._embed_isolating(items, chunk.budget, batch_size)
-        report.timings.embed_s += time.perf_counter() - started
-        for item, outcome in zip(items, outcomes):
-            if isinstance(outcome, EmbeddingResult):
-                chunk.items.append(item)
-                chunk.results.append(outcome)
-            else:
-                failed.append((item, outcome))
-                logger.warning("cannot embed %s of %s: %s", _place(item), item.metadata.get("source"), outcome)
-                self._remove_own_image(item.image_path)
-
-    def _embed_isolating(
-        self, items: list[DocumentItem], budget: ReasoningBudget, batch_size: int
-    ) -> list[EmbeddingResult | str]:
-        """One result per item, or the reason it could not be embedded. A batch that fails
-        (any error, or a non-finite vector) is split in halves and retried, down to single
-        items, so one bad item does not fail its neighbours; the budget's ledger keeps only
-        the spend of the attempts that succeeded (retried thoughts come from the cache)."""
-        ledger_before = dataclasses.replace(budget.ledger)
         try:
-            results = self.embedder.encode(
-                [item.to_input() for item in items],
-                role="document",
-                budget=budget,
-                batch_size=batch_size,
-                **self._encode_limits,
-            )
-            if all(np.isfinite(result.vector).all() for result in results):
-                return results
-            reason = "the model returned a non-finite vector (NaN or inf)"
-        except Exception as exc:  # processor limits, out of memory, unreadable input...
-            reason = f"{type(exc).__name__}: {exc}"
-        budget.ledger = ledger_before
-        if len(items) == 1:
-            return [reason]
-        middle = len(items) // 2
-        return [
-            *self._embed_isolating(items[:middle], budget, batch_size),
-            *self._embed_isolating(items[middle:], budget, batch_size),
-        ]
+            for item, outcome in outcomes:
+                if isinstance(outcome, EmbeddingResult):
+                    chunk.items.append(item)
+                    chunk.results.append(outcome)
+                else:
+                    failed.append((item, outcome))
+                    logger.warning("cannot embed %s of %s: %s", _place(item), item.metadata.get("source"), outcome)
+                    self._remove_own_image(item.image_path)
+                if len(chunk.items) >= chunk_size:
+                    self._flush(chunk, report, path, items_bar, complete=not failed)
+                    chunk = _PendingChunk()
+        except LoadError as exc:
+            self._flush(chunk, report, path, items_bar, complete=False)
+            if failed:
+                raise LoadError(path, f"{exc.reason}; before that, {_not_embedded(failed)}") from exc
+            raise
+        self._flush(chunk, report, path, items_bar, complete=not failed)
+        if failed:
+            raise LoadError(path, f"{_not_embedded(failed)}; the other items are stored, the next run retries")
 
     def _flush(self, chunk: _PendingChunk, report: IndexReport, path: Path, items_bar, *, complete: bool) -> None:
-        """Write the chunk's records and count them in the stored ledger, exactly: thought
-        tokens as spent (they were generated), items once, when this writer stored them new
-        (not those another writer stored first). Unless the file is ``complete`` (every item
-        before was stored), no item is flagged last in it."""
+        """Write the chunk's pass-1 records (not final) and count them in the stored ledger,
+        exactly: items once, when this writer stored them new (not those another writer stored
+        first). Unless the file is ``complete`` (every item before was stored), no item is
+        flagged last in it."""
         if not chunk.items:
             return
         if not complete:
@@ -691,7 +719,7 @@ class TWNIndex:
             self._budgets.recover_stores(self._records_of_writer)
             tokens = sum(result.thought_tokens for result in chunk.results)
             writer = self._budgets.begin_store("document", tokens)
-            added = self.store(chunk.items, chunk.results, writer=writer)
+            added = self.store(chunk.items, chunk.results, writer=writer, final=False)
             thought = sum(
                 1 for item, result in zip(chunk.items, chunk.results) if item.id in added and result.thought_used
             )
@@ -701,21 +729,123 @@ class TWNIndex:
         items_bar.update(len(chunk.items))
         logger.info("stored %d new items of %s (%d in this run)", len(added), path, report.items_added)
 
+    # -- the global allocation: passes 2 and 3 ---------------------------------------------------
+    def _allocate(self, passes: Callable[[], Any], report: IndexReport, chunk_size: int, show_progress: bool) -> None:
+        """Choose among the index's non-final items those that think (pass 2), have them think
+        and store them (pass 3), and make every other non-final item final as it is. Rounds
+        repeat while the budget left allows more (thoughts shorter than the tokens reserved
+        for them leave room), so a resumed run ends where an uninterrupted one would. Holds this
+        machine's budget lock: concurrent adds on one machine never spend the same slack twice."""
+        with self._budgets.exclusive():
+            while True:
+                self._budgets.recover_stores(self._records_of_writer)  # a killed pass 3's thoughts count
+                pending = self._pending_records()
+                budget = self.budget("document")
+                chosen = choose_thinkers(budget, pending)
+                if not chosen:
+                    break
+                logger.info("%d of %d non-final items think (%s)", len(chosen), len(pending), budget.describe())
+                bar = tqdm(total=len(chosen), desc="thinking", unit="item", disable=not show_progress)
+                try:
+                    outcomes = passes().third_pass(think_jobs(chosen, pending), budget.max_thought_tokens)
+                    for outcome_chunk in batched(outcomes, chunk_size):  # type: ignore[arg-type]
+                        self._store_thoughts(outcome_chunk, report)
+                        bar.update(len(outcome_chunk))
+                finally:
+                    bar.close()
+            self._finalize(sorted(pending))
+
+    def _pending_records(self) -> dict[str, dict[str, Any]]:
+        """The metadata of every non-final record, by id."""
+        pending: dict[str, dict[str, Any]] = {}
+        while True:
+            page = self._collection.get(
+                where={FINAL_KEY: False}, limit=self._max_batch_size, offset=len(pending), include=["metadatas"]
+            )
+            if not page["ids"]:
+                return pending
+            pending.update(zip(page["ids"], (dict(m or {}) for m in page["metadatas"])))
+
+    def _store_thoughts(self, outcomes: list[tuple[str, Outcome]], report: IndexReport) -> None:
+        """Store pass-3 outcomes exactly: their thought tokens committed first (spent when
+        generated), then each record still non-final replaced by its thought's vector and made
+        final (one that could not think is made final as it is); the thoughts counted once,
+        for the records this writer updated (read back by the writer token)."""
+        started = time.perf_counter()
+        for item_id, outcome in outcomes:
+            if isinstance(outcome, str):
+                logger.warning("item %s keeps its embedding without a thought: %s", item_id, outcome)
+        with self._budgets.exclusive():
+            self._budgets.recover_stores(self._records_of_writer)
+            tokens = sum(o.thought_tokens for _, o in outcomes if isinstance(o, EmbeddingResult))
+            writer = self._budgets.begin_store("document", tokens)
+            current = self._metadatas_of([item_id for item_id, _ in outcomes])
+            todo = [(i, o) for i, o in outcomes if i in current and current[i].get(FINAL_KEY) is False]
+            thought = [(i, o) for i, o in todo if isinstance(o, EmbeddingResult)]
+            update_chunked(
+                self._collection,
+                ids=[i for i, _ in thought],
+                metadatas=[
+                    {**current[i], **result_metadata(o), FINAL_KEY: True, THINK_WRITER_KEY: writer} for i, o in thought
+                ],
+                embeddings=np.stack([o.vector for _, o in thought]).astype(np.float32) if thought else None,
+                max_batch_size=self._max_batch_size,
+            )
+            unchanged = [i for i, o in todo if isinstance(o, str)]
+            self._finalize(unchanged, current)
+            won = [
+                i for i, m in self._metadatas_of([i for i, _ in thought]).items() if m.get(THINK_WRITER_KEY) == writer
+            ]
+            self._budgets.finish_store(writer, 0, len(won))
+        report.items_thought += len(won)
+        report.timings.store_s += time.perf_counter() - started
+
+    def _finalize(self, ids: Sequence[str], current: dict[str, dict[str, Any]] | None = None) -> None:
+        """Make the records ``ids`` final as they are (those still non-final)."""
+        if not ids:
+            return
+        with self._budgets.exclusive():
+            current = current if current is not None else self._metadatas_of(ids)
+            todo = [i for i in ids if i in current and current[i].get(FINAL_KEY) is False]
+            update_chunked(
+                self._collection,
+                ids=todo,
+                metadatas=[{**current[i], FINAL_KEY: True} for i in todo],
+                embeddings=None,
+                max_batch_size=self._max_batch_size,
+            )
+
+    def _metadatas_of(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(ids), self._max_batch_size):
+            page = self._collection.get(ids=list(ids[start : start + self._max_batch_size]), include=["metadatas"])
+            found.update(zip(page["ids"], (dict(m or {}) for m in page["metadatas"])))
+        return found
+
     def _records_of_writer(self, writer: str) -> tuple[int, int]:
-        """``(records, records that thought)`` that the store tagged ``writer`` wrote."""
-        found = self._collection.get(where={WRITER_KEY: writer}, include=["metadatas"])
-        metadatas = [m or {} for m in found["metadatas"]]
-        return len(metadatas), sum(1 for m in metadatas if m.get(THOUGHT_USED_KEY))
+        """``(records, records that thought)`` that the store tagged ``writer`` wrote: records
+        it stored (pass 1), and thoughts it stored into existing records (pass 3)."""
+        stored = [m or {} for m in self._collection.get(where={WRITER_KEY: writer}, include=["metadatas"])["metadatas"]]
+        rethought = self._collection.get(where={THINK_WRITER_KEY: writer}, include=["metadatas"])["metadatas"]
+        thought = sum(1 for m in stored if m.get(THOUGHT_USED_KEY))
+        thought += sum(1 for m in rethought if (m or {}).get(THOUGHT_USED_KEY))
+        return len(stored), thought
 
     def store(
-        self, items: Sequence[DocumentItem], results: Sequence[EmbeddingResult], *, writer: str | None = None
+        self,
+        items: Sequence[DocumentItem],
+        results: Sequence[EmbeddingResult],
+        *,
+        writer: str | None = None,
+        final: bool = True,
     ) -> set[str]:
         """Write items with their embeddings (computed here by ``add``, or elsewhere by the
         same model): images saved under ``images/``, records added in order in slices within
         Chroma's max batch size; ids already stored are left as they are. Pixels are released
         afterwards. Returns the ids this call stored new: records are tagged with a ``writer``
         token (one is made when not given) and read back, so a record another writer stored
-        first, even in the same instant on another machine, is not counted as ours."""
+        first, even in the same instant on another machine, is not counted as ours. Records
+        not ``final`` await ``add``'s global selection (they are searchable meanwhile)."""
         if len(items) != len(results):
             raise ValueError(f"{len(items)} items but {len(results)} embeddings")
         if not items:
@@ -734,7 +864,7 @@ class TWNIndex:
             ids=[item.id for item in items],
             embeddings=vectors,
             metadatas=[
-                {**record_metadata(item, result, self.index_dir), WRITER_KEY: writer}
+                {**record_metadata(item, result, self.index_dir), WRITER_KEY: writer, FINAL_KEY: final}
                 for item, result in zip(items, results)
             ],
             documents=[item.text for item in items],

@@ -20,7 +20,7 @@ from twn_rag.result_metadata import (
 )
 
 # Bookkeeping keys an LLM or a text embedding model has no use for: the loaders' and the
-# index's (``last_in_file``, ``twn_writer``), and how the item and the query were embedded.
+# index's (``last_in_file``, ``twn_writer``, ``twn_final``...), and how the item and the query were embedded.
 TECHNICAL_METADATA_KEYS = (
     "content_hash",
     "image_path",
@@ -33,6 +33,8 @@ TECHNICAL_METADATA_KEYS = (
     "height",
     "last_in_file",
     "twn_writer",  # twn_rag.index.records.WRITER_KEY: which store wrote the record
+    "twn_final",  # twn_rag.index.records.FINAL_KEY: whether the record awaits the global selection
+    "twn_think_writer",  # twn_rag.index.records.THINK_WRITER_KEY: which store wrote its thought
     *RESULT_METADATA_KEYS,
     *TEXT_TRUNCATION_KEYS,
     *QUERY_RESULT_METADATA_KEYS,
