@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from twn_rag.budget import ReasoningBudget
-from twn_rag.config import ROLES, Role
+from twn_rag.config import DEFAULT_MODEL, ROLES, Role
 from twn_rag.device import resolve_device, resolve_dtype
 from twn_rag.embedder import EmbeddingResult, TWNEmbedder
 from twn_rag.index.binding import BudgetBinding, CollectionAddress
@@ -25,6 +25,27 @@ if TYPE_CHECKING:
 
 # The integrations' budget fields, one per role.
 BUDGET_FIELDS = {role: f"{role}_budget" for role in ROLES}
+# The settings of the fields both integration classes declare (each in its framework's pydantic
+# class, as ``Field(**FIELD_SETTINGS[name])``): one wording, one default.
+FIELD_SETTINGS: dict[str, dict[str, Any]] = {
+    "model_name": {"default": DEFAULT_MODEL, "description": "TWN checkpoint: a hub id or a local directory."},
+    "base_model": {
+        "default": None,
+        "description": "Local path of the base model, overriding the one the checkpoint names.",
+    },
+    "device": {"default": "auto", "description": "'auto' (cuda, mps, cpu) or a torch device name."},
+    "dtype": {"default": "auto", "description": "'auto', 'float32', 'bfloat16' or 'float16'."},
+    "query_budget": {
+        "default": None,
+        "description": "Reasoning budget for queries; None = the checkpoint's adaptive budget.",
+    },
+    "show_progress": {"default": False, "description": "Show a progress bar over batches while encoding."},
+    "budget_collection": {
+        "default": None,
+        "description": "The Chroma collection whose stored budgets are spent (set by for_chroma_collection); "
+        "None = the budgets above, in memory.",
+    },
+}
 
 
 def as_float_lists(results: Sequence[EmbeddingResult]) -> list[list[float]]:

@@ -17,10 +17,10 @@ from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_serializer, model_validator
 
 from twn_rag.budget import ReasoningBudget
-from twn_rag.config import DEFAULT_MODEL
 from twn_rag.embedder import DEFAULT_BATCH_SIZE, EmbeddingResult, TWNEmbedder
 from twn_rag.index.binding import BudgetBinding, CollectionAddress
 from twn_rag.integration import (
+    FIELD_SETTINGS,
     CollectionBudgetsMixin,
     as_float_lists,
     image_input,
@@ -45,28 +45,20 @@ class TWNEmbeddings(BaseModel, Embeddings, CollectionBudgetsMixin):
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, protected_namespaces=())
 
-    model_name: str = Field(default=DEFAULT_MODEL, description="TWN checkpoint: a hub id or a local directory.")
-    base_model: str | None = Field(
-        default=None, description="Local path of the base model, overriding the one the checkpoint names."
-    )
-    device: str = Field(default="auto", description="'auto' (cuda, mps, cpu) or a torch device name.")
-    dtype: str = Field(default="auto", description="'auto', 'float32', 'bfloat16' or 'float16'.")
-    query_budget: ReasoningBudget | None = Field(
-        default=None, description="Reasoning budget for queries; None = the checkpoint's adaptive budget."
-    )
+    model_name: str = Field(**FIELD_SETTINGS["model_name"])
+    base_model: str | None = Field(**FIELD_SETTINGS["base_model"])
+    device: str = Field(**FIELD_SETTINGS["device"])
+    dtype: str = Field(**FIELD_SETTINGS["dtype"])
+    query_budget: ReasoningBudget | None = Field(**FIELD_SETTINGS["query_budget"])
     document_budget: ReasoningBudget | None = Field(
         default=None, description="Reasoning budget for documents and images; None = the checkpoint's default."
     )
     batch_size: int = Field(default=DEFAULT_BATCH_SIZE, gt=0, description="Inputs per forward pass.")
-    show_progress: bool = Field(default=False, description="Show a progress bar over batches while encoding.")
+    show_progress: bool = Field(**FIELD_SETTINGS["show_progress"])
     embedder: TWNEmbedder | None = Field(
         default=None, exclude=True, repr=False, description="An already-loaded TWNEmbedder to share."
     )
-    budget_collection: CollectionAddress | None = Field(
-        default=None,
-        description="The Chroma collection whose stored budgets are spent (set by for_chroma_collection); "
-        "None = the budgets above, in memory.",
-    )
+    budget_collection: CollectionAddress | None = Field(**FIELD_SETTINGS["budget_collection"])
 
     _last_results: list[EmbeddingResult] = PrivateAttr(default_factory=list)
     _budget_binding: BudgetBinding | None = PrivateAttr(default=None)

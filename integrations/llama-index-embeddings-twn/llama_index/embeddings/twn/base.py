@@ -23,11 +23,11 @@ from llama_index.core.instrumentation.events.embedding import EmbeddingEndEvent,
 from llama_index.core.schema import BaseNode, ImageNode, ImageType, MetadataMode
 
 from twn_rag.budget import ReasoningBudget
-from twn_rag.config import DEFAULT_MODEL
 from twn_rag.embedder import DEFAULT_BATCH_SIZE, EmbeddingResult, TWNEmbedder
 from twn_rag.index.binding import BudgetBinding, CollectionAddress
 from twn_rag.integration import (
     BUDGET_FIELDS,
+    FIELD_SETTINGS,
     CollectionBudgetsMixin,
     as_float_lists,
     image_input,
@@ -56,25 +56,17 @@ class TWNEmbedding(MultiModalEmbedding, CollectionBudgetsMixin):
 
     model_config = ConfigDict(extra="forbid")
 
-    model_name: str = Field(default=DEFAULT_MODEL, description="TWN checkpoint: a hub id or a local directory.")
-    base_model: str | None = Field(
-        default=None, description="Local path of the base model, overriding the one the checkpoint names."
-    )
-    device: str = Field(default="auto", description="'auto' (cuda, mps, cpu) or a torch device name.")
-    dtype: str = Field(default="auto", description="'auto', 'float32', 'bfloat16' or 'float16'.")
-    query_budget: ReasoningBudget | None = Field(
-        default=None, description="Reasoning budget for queries; None = the checkpoint's adaptive budget."
-    )
+    model_name: str = Field(**FIELD_SETTINGS["model_name"])
+    base_model: str | None = Field(**FIELD_SETTINGS["base_model"])
+    device: str = Field(**FIELD_SETTINGS["device"])
+    dtype: str = Field(**FIELD_SETTINGS["dtype"])
+    query_budget: ReasoningBudget | None = Field(**FIELD_SETTINGS["query_budget"])
     document_budget: ReasoningBudget | None = Field(
         default=None, description="Reasoning budget for texts, images and nodes; None = the checkpoint's default."
     )
     embed_batch_size: int = Field(default=DEFAULT_BATCH_SIZE, gt=0, le=2048, description="Inputs per forward pass.")
-    show_progress: bool = Field(default=False, description="Show a progress bar over batches while encoding.")
-    budget_collection: CollectionAddress | None = Field(
-        default=None,
-        description="The Chroma collection whose stored budgets are spent (set by for_chroma_collection); "
-        "None = the budgets above, in memory.",
-    )
+    show_progress: bool = Field(**FIELD_SETTINGS["show_progress"])
+    budget_collection: CollectionAddress | None = Field(**FIELD_SETTINGS["budget_collection"])
 
     _embedder: TWNEmbedder = PrivateAttr()
     _budget_binding: BudgetBinding | None = PrivateAttr(default=None)
