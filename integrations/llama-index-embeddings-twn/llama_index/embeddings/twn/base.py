@@ -32,6 +32,7 @@ from twn_rag.integration import (
     as_float_lists,
     image_input,
     shared_embedder_settings,
+    text_and_image_input,
     without_ledgers,
 )
 from twn_rag.result_metadata import result_metadata
@@ -191,12 +192,8 @@ class TWNEmbedding(MultiModalEmbedding, CollectionBudgetsMixin):
 
 def _node_input(node: BaseNode, embed_text: str) -> Any:
     """The ``encode`` input for a node: its embed text, plus its image for an image node."""
-    if isinstance(node, ImageNode) and (node.image or node.image_path or node.image_url):
-        item = image_input(node.resolve_image())
-        if embed_text.strip():
-            item["text"] = embed_text
-        return item
-    return embed_text
+    has_image = isinstance(node, ImageNode) and (node.image or node.image_path or node.image_url)
+    return text_and_image_input(embed_text, node.resolve_image() if has_image else None)
 
 
 def _record_result(node: BaseNode, result: EmbeddingResult) -> None:
