@@ -158,7 +158,7 @@ class CollectionBudgetsMixin:
             raise ValueError("collection and chroma_url are for an index directory; this TWNIndex has its own")
         options.setdefault("embedder", index.embedder)
         # TWNIndex has no public handle on its collection; reading it is all this does.
-        return cls.for_chroma_collection(index._collection, **options)
+        return cls.for_chroma_collection(index.budgets.collection, **options)
 
     def bind_budgets(
         self,
