@@ -40,6 +40,7 @@ format: install
 bench: install
 	$(BIN)/python benchmarks/bench_encode.py
 	$(BIN)/python benchmarks/bench_ingest.py
+	$(BIN)/python benchmarks/bench_scale.py
 
 # Rebuild the bundled miniature TWN from its seed and report never/always/adaptive on its test split.
 mini: install

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from twn_rag.budget import ReasoningBudget, calibrate
+from twn_rag.budget import BudgetLedger, ReasoningBudget, calibrate
 
 scores_st = st.lists(st.floats(0.0, 1.0, allow_nan=False), min_size=0, max_size=20)
 
@@ -122,3 +122,14 @@ def test_always_thinks_on_every_input_within_the_token_budget(batches, max_token
     unlimited = ReasoningBudget(mode="always")
     total = sum(len(spend_batch) for spend_batch in spend(unlimited, batches, 5))
     assert total == sum(len(s) for s in batches)
+
+
+def test_select_counted_chooses_among_items_already_seen_without_counting_them_again():
+    budget = ReasoningBudget(threshold=0.3, max_think_ratio=0.25, ledger=BudgetLedger(items_seen=12, items_thought=1))
+    scores = [0.2, 0.9, 0.5, 0.9, 0.4, 0.1]
+    # floor(0.25 * 12) - 1 = 2 more may think: the two best candidates, ties by position.
+    assert budget.select_counted(scores) == [1, 3]
+    assert budget.ledger == BudgetLedger(items_seen=12, items_thought=1)
+    capped = ReasoningBudget(threshold=0.3, max_thought_tokens=4, token_budget=9, ledger=BudgetLedger(items_seen=6))
+    assert capped.select_counted(scores) == [1, 3]  # 2 x 4 reserved fit in 9, a third does not
+    assert ReasoningBudget(mode="never", ledger=BudgetLedger(items_seen=6)).select_counted(scores) == []

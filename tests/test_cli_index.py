@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from support.broken_documents import BROKEN_DOCUMENT_REASONS, write_broken_documents
 from support.chroma_server import free_port, running_chroma_server
+from support.long_text import long_page_text
 from typer.testing import CliRunner
 
 from twn_rag.cli import app
@@ -105,7 +106,7 @@ def test_search_needs_a_query_or_an_image(tmp_path):
 
 def test_info_on_a_missing_index(tmp_path):
     result = _run("info", "--index", str(tmp_path / "none"))
-    assert result.exit_code == 2 and "no twn-rag index" in result.stderr
+    assert result.exit_code == 3 and "no twn-rag index" in result.stderr
 
 
 def test_kill_9_mid_run_then_rerun_finishes_with_no_duplicate_and_no_missing_item(tmp_path, tiny_ckpt):
@@ -146,7 +147,7 @@ def test_kill_9_mid_run_then_rerun_finishes_with_no_duplicate_and_no_missing_ite
         "part2.pdf",
     ]
     assert len(list(index.images_dir.iterdir())) == len(expected)  # no orphan render either
-    assert index.budget("document").ledger.items_seen >= len(expected)
+    assert index.budget("document").ledger.items_seen == len(expected)  # each item counted once, kills or not
 
 
 @pytest.fixture(scope="module")
@@ -183,4 +184,33 @@ def test_index_into_a_chroma_server(tmp_path, good_docs, tiny_ckpt, chroma_serve
 
 def test_unreachable_server_is_a_clear_error(tmp_path):
     result = _run("info", "--index", str(tmp_path), "--chroma-url", f"http://127.0.0.1:{free_port()}")
-    assert result.exit_code == 2 and "cannot reach the Chroma server" in result.stderr
+    assert result.exit_code == 3 and "cannot reach the Chroma server" in result.stderr
+
+
+def test_index_caps_text_tokens_and_batch_tokens_as_told(tmp_path, tiny_ckpt, embedder):
+    pdf = write_sample_pdf(tmp_path / "docs" / "page.pdf", [long_page_text(2_400), "A short page."])
+    recorded = {}
+    for name, options in (("default", []), ("capped", ["--max-input-tokens", "300", "--max-batch-tokens", "900"])):
+        result = _run("index", str(pdf), "--index", str(tmp_path / name), "--model", str(tiny_ckpt), *options)
+        assert result.exit_code == 0, result.output
+        stored = TWNIndex.open(tmp_path / name)._collection.get(include=["metadatas", "documents"])
+        recorded[name] = {
+            m["page"]: (m.get("twn_text_tokens_original"), d) for m, d in zip(stored["metadatas"], stored["documents"])
+        }
+    text = recorded["default"][1][1]
+    tokens = embedder.processor.text_tokens(text)
+    assert 300 < tokens < embedder.config.max_input_tokens  # within the model's cap, over the one given
+    assert recorded == {
+        "default": {1: (None, text), 2: (None, "A short page.")},
+        "capped": {1: (tokens, text), 2: (None, "A short page.")},
+    }
+    result = _run("index", str(pdf), "--index", str(tmp_path / "bad"), "--max-input-tokens", "0")
+    assert result.exit_code == 2 and "--max-input-tokens" in result.output
+
+
+def test_index_with_ray_says_how_to_install_it(tmp_path, monkeypatch):
+    pdf = write_sample_pdf(tmp_path / "doc.pdf", ["one"])
+    monkeypatch.setitem(sys.modules, "ray", None)  # as where Ray is not installed: import ray fails
+    missing = _run("index", str(pdf), "--index", str(tmp_path / "index"), "--ray")
+    assert missing.exit_code == 2 and "pip install 'twn-rag[ray]'" in missing.output
+    assert not (tmp_path / "index").exists()  # nothing was started or created

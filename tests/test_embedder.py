@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from support.long_text import long_page_text
 
 from twn_rag import EmbeddingResult, EmbeddingResults, InvalidInputError, ReasoningBudget
 from twn_rag.samples import make_sample_image
@@ -169,3 +170,104 @@ def test_bad_input_fails_before_any_work(embedder, calls):
 def test_a_single_input_need_not_be_a_list(embedder):
     assert len(embedder.encode("just text", budget=ReasoningBudget(mode="never"))) == 1
     assert len(embedder.encode({"text": "a dict"}, budget=ReasoningBudget(mode="never"))) == 1
+
+
+PAGE_40K = long_page_text(40_000)
+
+
+@pytest.fixture
+def forward_masks(embedder):
+    """The attention mask of every forward pass of the backbone (no generate runs where it is
+    used: the budgets never think)."""
+    masks = []
+    inner = embedder.model._inner_model()
+    handle = inner.register_forward_pre_hook(
+        lambda module, args, kwargs: masks.append(kwargs["attention_mask"].clone()), with_kwargs=True
+    )
+    yield masks
+    handle.remove()
+
+
+def _padded_positions(masks):
+    return sum(int(mask.numel() - mask.sum()) for mask in masks)
+
+
+def test_a_40000_character_page_is_cut_to_the_token_cap_and_says_so(embedder, forward_masks):
+    never = ReasoningBudget(mode="never")
+    page = {"text": PAGE_40K, "image": make_sample_image(seed=6)}
+    tokens = embedder.processor.text_tokens(PAGE_40K)
+    assert tokens > 2 * embedder.config.max_input_tokens  # the checkpoint's cap (2048) applies
+    capped, short = embedder.encode_document([page, "a short query"], budget=never)
+    assert capped.text_truncated and capped.text_tokens_original == tokens
+    assert not short.text_truncated and short.text_tokens_original is None
+    assert embedder.encode_document([page], budget=never, max_input_tokens=256).text_truncated == [True]
+    # The vector is that of the cut text with the page image: the cut is the only change.
+    cut_text, _ = embedder.processor.truncate_text(PAGE_40K, 256)
+    forward_masks.clear()
+    [by_cap] = embedder.encode_document([page], budget=never, max_input_tokens=256)
+    [by_hand] = embedder.encode_document([{**page, "text": cut_text}], budget=never, max_input_tokens=None)
+    np.testing.assert_array_equal(by_cap.vector, by_hand.vector)
+    assert not by_hand.text_truncated
+    image_only = embedder.prepare([page["image"]])
+    image_row = embedder.processor.embedding_row_lengths(image_only, embedder.prompts(image_only, "document")[0])[0]
+    assert image_row + 250 < int(forward_masks[0].sum()) <= image_row + 256  # the text cut, the image whole
+    # No cap: the whole text reaches the model.
+    text = PAGE_40K[:6000]
+    [whole] = embedder.encode_document([text], budget=never, max_input_tokens=None)
+    assert not whole.text_truncated and int(forward_masks[-1].sum()) > embedder.processor.text_tokens(text)
+
+
+def test_token_budget_batches_give_the_same_vectors_with_less_padding(embedder, mixed_inputs, forward_masks):
+    never = ReasoningBudget(mode="never")
+    corpus = [
+        *[f"query {n}: what is {n} plus {n + 5}?" for n in range(7)],
+        {"text": PAGE_40K[:1500], "image": make_sample_image((90, 120), seed=7)},
+        {"text": PAGE_40K[:3000]},
+        *mixed_inputs,
+    ]
+    single = [embedder.encode([x], budget=never)[0].vector for x in corpus]
+    forward_masks.clear()
+    by_count = embedder.encode(corpus, budget=never, batch_size=8, max_batch_tokens=None)
+    count_masks = list(forward_masks)
+    forward_masks.clear()
+    max_batch_tokens = 1500
+    by_tokens = embedder.encode(corpus, budget=never, batch_size=8, max_batch_tokens=max_batch_tokens)
+    token_masks = list(forward_masks)
+    for a, b, one in zip(by_count, by_tokens, single):
+        np.testing.assert_allclose(a.vector, one, atol=1e-4)
+        np.testing.assert_allclose(b.vector, one, atol=1e-4)
+    assert _padded_positions(token_masks) * 10 < _padded_positions(count_masks)
+    assert sum(int(m.sum()) for m in token_masks) == sum(int(m.sum()) for m in count_masks)  # same real tokens
+    assert all(mask.shape[0] <= 8 for mask in token_masks)
+    over = [mask for mask in token_masks if mask.numel() > max_batch_tokens]
+    assert over and all(mask.shape[0] == 1 for mask in over)  # only an input that alone is over goes over
+
+
+def test_batches_leave_room_for_thoughts_when_the_budget_may_think(embedder, mixed_inputs):
+    items = embedder.prepare(mixed_inputs * 2)
+    instructions, _ = embedder.prompts(items, "query")
+    lengths = embedder.processor.embedding_row_lengths(items, instructions)
+    always = ReasoningBudget(mode="always", max_thought_tokens=12)
+    max_batch_tokens = 4 * max(lengths)
+    plans = {}
+    for budget, room in ((ReasoningBudget(mode="never"), 0), (always, 12)):
+        plans[room] = embedder.plan_batches(items, "query", budget, 8, max_batch_tokens)
+        assert sorted(i for batch in plans[room] for i in batch) == list(range(len(items)))
+        assert all(len(b) * (max(lengths[i] for i in b) + room) <= max_batch_tokens for b in plans[room])
+    # The room mattered: without it a batch would leave none for the thoughts.
+    assert any(len(b) * (max(lengths[i] for i in b) + 12) > max_batch_tokens for b in plans[0])
+
+
+@pytest.mark.parametrize(
+    ("limits", "message"),
+    [
+        ({"batch_size": 0}, "batch_size"),
+        ({"max_input_tokens": 0}, "max_input_tokens"),
+        ({"max_input_tokens": "all"}, "max_input_tokens"),
+        ({"max_batch_tokens": 0}, "max_batch_tokens"),
+    ],
+)
+def test_bad_limits_are_named_before_any_work(embedder, calls, limits, message):
+    with pytest.raises(ValueError, match=message):
+        embedder.encode(["fine"], **limits)
+    assert calls["forward"] == 0

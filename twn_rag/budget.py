@@ -66,9 +66,15 @@ class ReasoningBudget:
 
         Call ``record`` afterwards with the tokens actually spent. Returns sorted positions.
         """
+        self.ledger.items_seen += len(gate_scores)
+        return self.select_counted(gate_scores)
+
+    def select_counted(self, gate_scores: Sequence[float]) -> list[int]:
+        """Pick which positions think among items the ledger already counts as seen (the items
+        of an index embedded without thinking, awaiting the global selection): the same
+        candidates and caps as ``select``, with nothing added to ``items_seen``."""
         n = len(gate_scores)
-        seen_after = self.ledger.items_seen + n
-        self.ledger.items_seen = seen_after
+        seen_after = self.ledger.items_seen
         if self.mode == "never" or n == 0:
             return []
         if self.mode == "always":

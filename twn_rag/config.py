@@ -26,6 +26,11 @@ DEFAULT_MAX_THOUGHT_TOKENS = 128
 DEFAULT_MAX_IMAGE_PIXELS = 1280 * 28 * 28
 DEFAULT_VIDEO_FPS = 1.0
 DEFAULT_MAX_VIDEO_FRAMES = 16
+# Cap on an input's text, in tokens (images and video are not counted): 2,048 Qwen3-VL tokens
+# are about 8,000 characters, twice a dense page, so real pages pass whole; a page whose text
+# layer is runaway (hidden text, OCR noise, a table dump) is cut and recorded instead of costing
+# tens of thousands of positions on top of its ~1,000 visual tokens.
+DEFAULT_MAX_INPUT_TOKENS = 2048
 Role = Literal["query", "document"]
 ROLES: tuple[Role, ...] = get_args(Role)
 
@@ -44,10 +49,14 @@ class TWNConfig:
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     video_fps: float = DEFAULT_VIDEO_FPS
     max_video_frames: int = DEFAULT_MAX_VIDEO_FRAMES
+    # None: no cap.
+    max_input_tokens: int | None = DEFAULT_MAX_INPUT_TOKENS
 
     def __post_init__(self) -> None:
         if self.pooling != "mean":
             raise ValueError(f"twn_config pooling must be 'mean', got {self.pooling!r}")
+        if self.max_input_tokens is not None and self.max_input_tokens < 1:
+            raise ValueError(f"twn_config max_input_tokens must be >= 1 or null, got {self.max_input_tokens}")
         self.instructions = {**DEFAULT_INSTRUCTIONS, **self.instructions}
         self.reasoning_instructions = {
             **DEFAULT_REASONING_INSTRUCTIONS,

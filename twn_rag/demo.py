@@ -23,6 +23,7 @@ import numpy as np
 from twn_rag import ReasoningBudget, TWNEmbedder
 from twn_rag.index import SearchHit, TWNIndex
 from twn_rag.mini import MiniWorld, mini_model_path, mini_world
+from twn_rag.result_metadata import THOUGHT_USED_KEY
 from twn_rag.samples import write_sample_pdf, write_video
 
 DEMO_OUTPUT = Path(os.environ.get("TWN_DEMO_OUTPUT", "demo-output"))
@@ -136,7 +137,7 @@ def main() -> None:
     print("\n".join(report.summary_lines()))
     for line in report.failure_lines():
         print(line, file=sys.stderr)
-    thought = index.items(where={"thought_used": True})
+    thought = index.items(where={THOUGHT_USED_KEY: True})
     print(f"\n{len(thought)} documents thought (the document budget, spent where a page does not show what it is):")
     print("\n".join(document_thoughts(index, world, thought)))
     for query, expected in demo_queries(world):

@@ -6,13 +6,14 @@ import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from tqdm import tqdm
 from transformers import BatchFeature
 
+from twn_rag.batching import DEFAULT_MAX_BATCH_TOKENS, token_budget_batches
 from twn_rag.budget import ReasoningBudget
 from twn_rag.cache import DEFAULT_THOUGHT_CACHE_SIZE, ThoughtCache
 from twn_rag.config import ROLES, Role, TWNConfig
@@ -25,8 +26,19 @@ from twn_rag.results import EmbeddingResult, EmbeddingResults
 logger = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 8
+# ``max_input_tokens=FROM_CONFIG``: the checkpoint's cap, ``TWNConfig.max_input_tokens``.
+FROM_CONFIG = "config"
+InputTokenCap = int | None | Literal["config"]
 
-__all__ = ["DEFAULT_BATCH_SIZE", "EmbeddingResult", "EmbeddingResults", "TWNEmbedder", "resolve_checkpoint"]
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_MAX_BATCH_TOKENS",
+    "FROM_CONFIG",
+    "EmbeddingResult",
+    "EmbeddingResults",
+    "TWNEmbedder",
+    "resolve_checkpoint",
+]
 
 
 def resolve_checkpoint(path_or_hub_id: str | Path) -> Path:
@@ -123,9 +135,40 @@ class TWNEmbedder:
         )
 
     # -- encoding -----------------------------------------------------------------------------
-    def prepare(self, inputs: Sequence[Any], names: Sequence[str] | None = None) -> list[EmbeddingInput]:
+    def input_token_cap(self, max_input_tokens: InputTokenCap = FROM_CONFIG) -> int | None:
+        """The cap on an input's text tokens that ``max_input_tokens`` stands for: a number as
+        is, ``None`` for no cap, ``"config"`` for the checkpoint's (``TWNConfig.max_input_tokens``)."""
+        cap = self.config.max_input_tokens if max_input_tokens == FROM_CONFIG else max_input_tokens
+        if cap is not None and (not isinstance(cap, int) or cap < 1):
+            raise ValueError(f"max_input_tokens must be an int >= 1, None or {FROM_CONFIG!r}, got {max_input_tokens!r}")
+        return cap
+
+    def check_limits(
+        self,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        max_input_tokens: InputTokenCap = FROM_CONFIG,
+        max_batch_tokens: int | None = DEFAULT_MAX_BATCH_TOKENS,
+    ) -> None:
+        """Raise ``ValueError`` naming the first of ``encode``'s limits that is out of range."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.input_token_cap(max_input_tokens)
+        if max_batch_tokens is not None and max_batch_tokens < 1:
+            raise ValueError(f"max_batch_tokens must be >= 1 or None, got {max_batch_tokens}")
+
+    def prepare(
+        self,
+        inputs: Sequence[Any],
+        names: Sequence[str] | None = None,
+        max_input_tokens: InputTokenCap = FROM_CONFIG,
+    ) -> list[EmbeddingInput]:
         """Validate and load every input; the first bad one raises ``InvalidInputError`` naming
-        it by ``names[i]`` (e.g. a node id) or, without names, by a description of it."""
+        it by ``names[i]`` (e.g. a node id) or, without names, by a description of it. A text
+        longer than ``max_input_tokens`` tokens (see ``input_token_cap``) is cut on a token
+        boundary and the item records its length before the cut (``text_tokens_original``)."""
+        return self._capped(self._parse(inputs, names), self.input_token_cap(max_input_tokens), names)
+
+    def _parse(self, inputs: Sequence[Any], names: Sequence[str] | None) -> list[EmbeddingInput]:
         if names is not None and len(names) != len(inputs):
             raise ValueError(f"got {len(names)} names for {len(inputs)} inputs")
         cfg = self.config
@@ -141,18 +184,53 @@ class TWNEmbedder:
             for index, item in enumerate(inputs)
         ]
 
+    def _capped(
+        self, items: list[EmbeddingInput], cap: int | None, names: Sequence[str] | None
+    ) -> list[EmbeddingInput]:
+        """``items`` with each text cut to ``cap`` tokens (``None``: as they are), each cut logged."""
+        if cap is None:
+            return items
+        capped = [self.processor.truncated(item, cap) for item in items]
+        for index, (item, cut) in enumerate(zip(items, capped)):
+            if cut is not item:
+                name = f" ({names[index]})" if names is not None else ""
+                logger.info("input %d%s: text of %d tokens cut to %d", index, name, cut.text_tokens_original, cap)
+        return capped
+
+    def plan_batches(
+        self,
+        items: Sequence[EmbeddingInput],
+        role: Role,
+        budget: ReasoningBudget,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        max_batch_tokens: int | None = DEFAULT_MAX_BATCH_TOKENS,
+        instruction: str | None = None,
+    ) -> list[list[int]]:
+        """The batches ``encode`` embeds ``items`` in, as lists of positions: by their rows'
+        token counts (images and video as the processor expands them, query slots included;
+        counted without preprocessing a pixel), shortest first, at most ``batch_size`` rows
+        and ``max_batch_tokens`` padded positions (rows x longest row) each; an input longer
+        than that alone goes alone. Where ``budget`` may think, every row is counted with
+        ``max_thought_tokens`` more, the room its thought takes in the passes that follow."""
+        lengths = self.processor.embedding_row_lengths(items, self.prompts(items, role, instruction)[0])
+        if budget.mode != "never":
+            lengths = [length + budget.max_thought_tokens for length in lengths]
+        return token_budget_batches(lengths, batch_size, max_batch_tokens)
+
     def encode_query(
         self, inputs: Sequence[Any] | Any, budget: ReasoningBudget | None = None, **options: Any
     ) -> EmbeddingResults:
         """``encode`` in the query role (its instruction and reasoning prompt); ``options`` are
-        ``encode``'s ``batch_size``, ``show_progress``, ``instruction`` and ``names``."""
+        ``encode``'s ``batch_size``, ``show_progress``, ``instruction``, ``names``,
+        ``max_input_tokens`` and ``max_batch_tokens``."""
         return self.encode(inputs, "query", budget, **options)
 
     def encode_document(
         self, inputs: Sequence[Any] | Any, budget: ReasoningBudget | None = None, **options: Any
     ) -> EmbeddingResults:
         """``encode`` in the document role (its instruction and reasoning prompt); ``options``
-        are ``encode``'s ``batch_size``, ``show_progress``, ``instruction`` and ``names``."""
+        are ``encode``'s ``batch_size``, ``show_progress``, ``instruction``, ``names``,
+        ``max_input_tokens`` and ``max_batch_tokens``."""
         return self.encode(inputs, "document", budget, **options)
 
     def encode(
@@ -164,6 +242,8 @@ class TWNEmbedder:
         show_progress: bool = False,
         instruction: str | None = None,
         names: Sequence[str] | None = None,
+        max_input_tokens: InputTokenCap = FROM_CONFIG,
+        max_batch_tokens: int | None = DEFAULT_MAX_BATCH_TOKENS,
     ) -> EmbeddingResults:
         """Embed ``inputs`` (strings, PIL images, or dicts; see ``twn_rag.inputs``) in ``role``
         (``"query"`` unless told; ``encode_query`` / ``encode_document`` name it).
@@ -175,24 +255,66 @@ class TWNEmbedder:
         (a dict's own ``instruction`` wins). A bad input raises ``InvalidInputError`` before any
         work, named by ``names[i]`` when given. Returns one ``EmbeddingResult`` per input, in
         order, as ``EmbeddingResults`` (also the ``[N, D]`` array ``.vectors``).
+
+        ``max_input_tokens`` caps each input's text (``"config"``: the checkpoint's cap, 2,048
+        unless its ``twn_config.json`` says otherwise; ``None``: no cap); a result whose text
+        was cut says so (``text_truncated``, ``text_tokens_original``). Batches hold inputs of
+        similar length, at most ``batch_size`` of them and ``max_batch_tokens`` padded positions
+        (``None``: no token limit); see ``plan_batches``. Neither changes the vector of an input
+        that fits.
         """
         if role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}, got {role!r}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.check_limits(batch_size, max_input_tokens, max_batch_tokens)
         if isinstance(inputs, (str, dict)) or not isinstance(inputs, Sequence):
             inputs = [inputs]
-        items = self.prepare(inputs, names)
+        items = self._parse(inputs, names)  # outside the lock: reading files can take a while
         budget = budget if budget is not None else self.default_budget()
-        # Similar sizes together: less padding. Results go back to input order.
-        order = sorted(range(len(items)), key=lambda i: items[i].cost())
+        # Results go back to input order.
         results: list[EmbeddingResult | None] = [None] * len(items)
-        chunks = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
         with self._encode_lock, torch.inference_mode():
+            # Under the lock: a fast tokenizer must not be called while another call pads with it.
+            items = self._capped(items, self.input_token_cap(max_input_tokens), names)
+            chunks = self.plan_batches(items, role, budget, batch_size, max_batch_tokens, instruction)
             for chunk in tqdm(chunks, desc="twn encode", unit="batch", disable=not show_progress):
                 batch_items = [items[i] for i in chunk]
                 for i, result in zip(chunk, self._encode_batch(batch_items, role, budget, instruction)):
                     results[i] = result
+        return EmbeddingResults(results, self.dimension)  # type: ignore[arg-type]
+
+    def encode_with_thoughts(
+        self,
+        inputs: Sequence[Any],
+        role: Role,
+        gate_scores: Sequence[float],
+        max_thought_tokens: int,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        max_input_tokens: InputTokenCap = FROM_CONFIG,
+        max_batch_tokens: int | None = DEFAULT_MAX_BATCH_TOKENS,
+    ) -> EmbeddingResults:
+        """Think about every input and embed it with its thought: the second half of ``encode``
+        for inputs already selected (their no-think pass gave ``gate_scores``, which the results
+        carry). Thoughts of up to ``max_thought_tokens`` are generated batch by batch in one
+        ``generate`` call each, in the batches ``encode`` would form (``max_input_tokens`` and
+        ``max_batch_tokens`` as there). No budget is consulted or updated: the caller selected
+        and accounts."""
+        if len(gate_scores) != len(inputs):
+            raise ValueError(f"got {len(gate_scores)} gate scores for {len(inputs)} inputs")
+        self.check_limits(batch_size, max_input_tokens, max_batch_tokens)
+        items = self._parse(inputs, None)
+        # Planning only: every row thinks, so each is counted with the room its thought takes.
+        thinking = ReasoningBudget(mode="always", max_thought_tokens=max_thought_tokens)
+        results: list[EmbeddingResult | None] = [None] * len(items)
+        with self._encode_lock, torch.inference_mode():
+            items = self._capped(items, self.input_token_cap(max_input_tokens), None)
+            for chunk in self.plan_batches(items, role, thinking, batch_size, max_batch_tokens):
+                batch = [items[i] for i in chunk]
+                thoughts = self._think(batch, role, None, max_thought_tokens)
+                vectors, _ = self.embed_items(batch, role, [text for text, _ in thoughts])
+                array = vectors.cpu().numpy().astype(np.float32, copy=False)
+                for row, (i, (text, count)) in enumerate(zip(chunk, thoughts)):
+                    original = items[i].text_tokens_original
+                    results[i] = EmbeddingResult(array[row], text, count, float(gate_scores[i]), original)
         return EmbeddingResults(results, self.dimension)  # type: ignore[arg-type]
 
     # -- the passes, one definition for encoding and training --------------------------------
@@ -258,7 +380,10 @@ class TWNEmbedder:
             vectors = vectors.clone()
             vectors[chosen] = thought_vectors
         array = vectors.cpu().numpy().astype(np.float32, copy=False)
-        return [EmbeddingResult(array[i], thoughts[i], tokens[i], float(scores[i])) for i in range(len(items))]
+        return [
+            EmbeddingResult(array[i], thoughts[i], tokens[i], float(scores[i]), items[i].text_tokens_original)
+            for i in range(len(items))
+        ]
 
     def _think(
         self, items: list[EmbeddingInput], role: Role, instruction: str | None, max_tokens: int

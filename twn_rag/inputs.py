@@ -36,13 +36,20 @@ class InvalidInputError(ValueError):
 
 @dataclass
 class EmbeddingInput:
-    """One input, ready for the processor: text, images and at most one video (a frame list)."""
+    """One input, ready for the processor: text, images and at most one video (a frame list).
+    ``text_tokens_original`` is set when ``text`` was cut to a token cap: its token count before
+    the cut (``TWNProcessor.truncated``)."""
 
     text: str = ""
     images: list[Image.Image] = field(default_factory=list)
     video: list[Image.Image] | None = None
     video_fps: float | None = None
     instruction: str | None = None
+    text_tokens_original: int | None = None
+
+    @property
+    def text_truncated(self) -> bool:
+        return self.text_tokens_original is not None
 
     @property
     def modality(self) -> str:
@@ -60,11 +67,6 @@ class EmbeddingInput:
                 digest.update(f"|{tag}:{image.size}:{image.mode}|".encode())
                 digest.update(image.tobytes())
         return digest.hexdigest()
-
-    def cost(self) -> int:
-        """A rough token-count proxy, used to group similar inputs into a batch."""
-        pixels = sum(i.width * i.height for i in self.images) + sum(i.width * i.height for i in self.video or [])
-        return len(self.text) + pixels // 256
 
 
 def _preview(text: str) -> str:

@@ -3,15 +3,29 @@ and the K query placeholders appended for the embedding pass."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import torch
+from PIL import Image
 from transformers import BatchFeature
 
 from twn_rag.inputs import EmbeddingInput
 
 # Frames with no known rate (a user's frame list) are assumed one per second.
 ASSUMED_FRAME_FPS = 1.0
+
+
+def video_metadata(item: EmbeddingInput):
+    """What the processor needs to know of ``item``'s frames: their count and rate (frames
+    are taken as they are, not sampled again)."""
+    from transformers.video_utils import VideoMetadata
+
+    return VideoMetadata(
+        total_num_frames=len(item.video or []),
+        fps=item.video_fps or ASSUMED_FRAME_FPS,
+        frames_indices=list(range(len(item.video or []))),
+    )
 
 
 def build_conversation(item: EmbeddingInput, system: str, thought: str | None = None) -> list[dict]:
@@ -47,29 +61,23 @@ class TWNProcessor:
     def pad_token_id(self) -> int:
         return self.tokenizer.pad_token_id
 
-    def _batch(
-        self, conversations: list[list[dict]], items: Sequence[EmbeddingInput], generation_prompt: list[bool]
-    ) -> BatchFeature:
-        texts = [
+    def _chat_texts(self, conversations: list[list[dict]], generation_prompt: list[bool]) -> list[str]:
+        """Each conversation as the chat template writes it (one placeholder per image and video)."""
+        return [
             self.hf_processor.apply_chat_template(conv, tokenize=False, add_generation_prompt=gen)
             for conv, gen in zip(conversations, generation_prompt)
         ]
+
+    def _batch(
+        self, conversations: list[list[dict]], items: Sequence[EmbeddingInput], generation_prompt: list[bool]
+    ) -> BatchFeature:
+        texts = self._chat_texts(conversations, generation_prompt)
         images = [image for item in items for image in item.images]
         videos = [item.video for item in items if item.video]
         kwargs: dict = {}
         if videos:
-            from transformers.video_utils import VideoMetadata
-
             kwargs["videos"] = videos
-            kwargs["video_metadata"] = [
-                VideoMetadata(
-                    total_num_frames=len(item.video),
-                    fps=item.video_fps or ASSUMED_FRAME_FPS,
-                    frames_indices=list(range(len(item.video))),
-                )
-                for item in items
-                if item.video
-            ]
+            kwargs["video_metadata"] = [video_metadata(item) for item in items if item.video]
             kwargs["do_sample_frames"] = False
         return self.hf_processor(
             text=texts,
@@ -78,6 +86,76 @@ class TWNProcessor:
             return_tensors="pt",
             **kwargs,
         )
+
+    # -- token counts, without preprocessing a pixel ------------------------------------------
+    def text_tokens(self, text: str) -> int:
+        """How many tokens ``text`` takes on its own."""
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def truncate_text(self, text: str, max_tokens: int) -> tuple[str, int]:
+        """``(text, tokens)``: ``text`` cut on a token boundary so that it takes at most
+        ``max_tokens`` tokens (unchanged when it fits), and its token count before the cut.
+        The cut keeps the original characters (the tokenizer's offsets, not a decode)."""
+        if max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
+        offsets = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        if len(offsets) <= max_tokens:
+            return text, len(offsets)
+        keep = max_tokens
+        cut = text[: offsets[keep - 1][1]]
+        # A prefix can tokenize into more pieces than it was cut from (BPE merges across the cut).
+        while keep > 1 and self.text_tokens(cut) > max_tokens:
+            keep -= 1
+            cut = text[: offsets[keep - 1][1]]
+        return cut, len(offsets)
+
+    def truncated(self, item: EmbeddingInput, max_tokens: int) -> EmbeddingInput:
+        """``item`` with its text cut to ``max_tokens`` tokens (``truncate_text``) and its token
+        count before the cut in ``text_tokens_original``; the item itself when its text fits.
+        Images and video are never touched."""
+        if not item.text:
+            return item
+        text, tokens = self.truncate_text(item.text, max_tokens)
+        if text == item.text:
+            return item
+        original = item.text_tokens_original if item.text_tokens_original is not None else tokens
+        return dataclasses.replace(item, text=text, text_tokens_original=original)
+
+    def embedding_row_lengths(self, items: Sequence[EmbeddingInput], instructions: Sequence[str]) -> list[int]:
+        """The positions each item's row of ``embedding_batch(items, instructions, no thoughts)``
+        takes, query slots included, before padding: its chat tokens with every image and video
+        placeholder expanded as the processor expands it. Counted from the image sizes with the
+        processor's own grid arithmetic; no pixel is preprocessed and the vision tower never runs."""
+        if not items:
+            return []
+        conversations = [build_conversation(item, system) for item, system in zip(items, instructions)]
+        texts = self._chat_texts(conversations, [True] * len(items))
+        images = [image for item in items for image in item.images]
+        videos = [item for item in items if item.video]
+        image_grids = {"image_grid_thw": torch.tensor([self._image_grid(image) for image in images]).reshape(-1, 3)}
+        video_grids = {
+            "video_grid_thw": torch.tensor([self._video_grid(item.video) for item in videos]).reshape(-1, 3),
+            "video_metadata": [video_metadata(item) for item in videos],
+        }
+        processor = self.hf_processor
+        expanded, _ = processor.get_text_with_replacements(
+            texts,
+            [processor.replace_image_token(image_grids, image_idx=i) for i in range(len(images))],
+            [processor.replace_video_token(video_grids, video_idx=i) for i in range(len(videos))],
+        )
+        return [len(ids) + self.num_queries for ids in self.tokenizer(expanded)["input_ids"]]
+
+    def _image_grid(self, image: Image.Image) -> tuple[int, int, int]:
+        """A grid whose product is the image's patch count (all the placeholder needs)."""
+        return 1, 1, self.hf_processor.image_processor.get_number_of_image_patches(image.height, image.width, {})
+
+    def _video_grid(self, frames: Sequence[Image.Image]) -> tuple[int, int, int]:
+        """``(temporal groups, 1, patches per group)`` for a frame list."""
+        video_processor = self.hf_processor.video_processor
+        first = frames[0]
+        patches = video_processor.get_num_of_video_patches(len(frames), first.height, first.width, {})
+        groups = -(-len(frames) // video_processor.temporal_patch_size)
+        return groups, 1, patches // groups
 
     def embedding_batch(
         self,

@@ -14,16 +14,24 @@ import numpy as np
 @dataclass
 class EmbeddingResult:
     """One encoded input: its L2-normalised float32 vector, the thought it was embedded with
-    (``None`` when it did not think), that thought's token count, and the gate's p(think)."""
+    (``None`` when it did not think), that thought's token count, the gate's p(think), and,
+    when its text was cut to the token cap (``max_input_tokens``), the text's token count
+    before the cut (``None``: embedded whole)."""
 
     vector: np.ndarray
     thought: str | None
     thought_tokens: int
     gate_score: float
+    text_tokens_original: int | None = None
 
     @property
     def thought_used(self) -> bool:
         return self.thought is not None
+
+    @property
+    def text_truncated(self) -> bool:
+        """Whether the input's text was cut to the token cap before it was embedded."""
+        return self.text_tokens_original is not None
 
 
 class EmbeddingResults(Sequence[EmbeddingResult]):
@@ -71,6 +79,11 @@ class EmbeddingResults(Sequence[EmbeddingResult]):
     def thought_tokens(self) -> list[int]:
         """Each input's thought length in tokens (0 where it did not think)."""
         return [r.thought_tokens for r in self._results]
+
+    @property
+    def text_truncated(self) -> list[bool]:
+        """Whether each input's text was cut to the token cap before it was embedded."""
+        return [r.text_truncated for r in self._results]
 
     @property
     def gate_scores(self) -> np.ndarray:

@@ -5,10 +5,18 @@ import shutil
 
 import numpy as np
 import pytest
+from support.long_text import long_page_text
 
 from twn_rag import ReasoningBudget
 from twn_rag.index import IndexMismatchError, IndexNotFoundError, TWNIndex
 from twn_rag.loaders import FileRef, iter_file_items
+from twn_rag.result_metadata import (
+    RESULT_METADATA_KEYS,
+    TEXT_TOKENS_ORIGINAL_KEY,
+    TEXT_TRUNCATED_KEY,
+    TEXT_TRUNCATION_KEYS,
+    THOUGHT_USED_KEY,
+)
 from twn_rag.samples import make_sample_image, write_sample_pdf
 
 
@@ -40,7 +48,7 @@ def test_add_search_info_delete(index, docs):
     records = _all_records(index)
     assert set(records["ids"]) == _expected_ids(index, docs / "manual.pdf", docs / "clip.mp4", docs / "figure.png")
     for metadata in records["metadatas"]:
-        assert {"source", "modality", "content_hash", "gate_score", "thought_tokens"} <= set(metadata)
+        assert {"source", "modality", "content_hash", *RESULT_METADATA_KEYS} <= set(metadata)
         assert all(isinstance(v, (str, int, float, bool)) for v in metadata.values())
         assert ("page" in metadata) != ("timestamp" in metadata) or metadata["source_type"] == "image"
     # Rendered pages and frames are files under the index directory; the image file is the original.
@@ -129,10 +137,10 @@ def test_budget_is_stored_and_enforced_across_reopen(tmp_path, embedder, docs):
     after = reopened.budget("document").ledger
     assert after.items_thought == 2 and after.thought_tokens == spent.thought_tokens  # budget exhausted
     assert after.items_seen == 4 + 3
-    thoughts = [m for m in _all_records(reopened)["metadatas"] if m["thought_used"]]
+    thoughts = [m for m in _all_records(reopened)["metadatas"] if m[THOUGHT_USED_KEY]]
     assert len(thoughts) == 2 and all(m["source"].endswith("clip.mp4") for m in thoughts)
     # items(where=...) lists the stored records that thought, with their thoughts
-    thought = reopened.items(where={"thought_used": True})
+    thought = reopened.items(where={THOUGHT_USED_KEY: True})
     assert sorted(h.thought for h in thought) == sorted(m["thought"] for m in thoughts)
     assert all(h.source.endswith("clip.mp4") and h.timestamp is not None and np.isnan(h.score) for h in thought)
     assert len(reopened.items()) == reopened.count() == 7
@@ -187,3 +195,30 @@ def test_video_clips_are_indexed_as_one_item_each(tmp_path, embedder, sample_vid
     assert all(h.image_path.endswith(".jpg") for h in hits)  # first frame, as a thumbnail
     with pytest.raises(IndexMismatchError, match="samples documents with"):
         TWNIndex.open(tmp_path / "clips", loader_settings=LoaderSettings(max_image_pixels=4096, clip_frames=2))
+
+
+def test_a_page_with_a_huge_text_layer_is_cut_and_the_record_says_so(tmp_path, embedder):
+    # A tall page, so the whole text layer fits on it (the loader reads text within the page).
+    pdf = write_sample_pdf(tmp_path / "long.pdf", [long_page_text(40_000), "A short page."], page_size=(612.0, 5400.0))
+    index = TWNIndex.open(tmp_path / "index", embedder, document_budget=ReasoningBudget(mode="never"))
+    with pytest.raises(ValueError, match="max_batch_tokens"):
+        index.add([pdf], max_batch_tokens=0)  # before any work
+    passes = []
+    hook = embedder.model._inner_model().register_forward_pre_hook(lambda *_: passes.append(1))
+    try:
+        report = index.add([pdf])
+        assert report.ok and report.items_added == 2 and len(passes) == 1  # both pages in one batch
+        other = TWNIndex.open(tmp_path / "other", embedder, document_budget=ReasoningBudget(mode="never"))
+        assert other.add([pdf], max_batch_tokens=2500).ok and len(passes) == 1 + 2  # the long page alone
+    finally:
+        hook.remove()
+    records = index._collection.get(include=["metadatas", "documents"])
+    by_page = {m["page"]: (m, d) for m, d in zip(records["metadatas"], records["documents"])}
+    long_page, long_text = by_page[1]
+    assert long_page[TEXT_TRUNCATED_KEY] is True
+    assert long_page[TEXT_TOKENS_ORIGINAL_KEY] == embedder.processor.text_tokens(long_text)
+    assert long_page[TEXT_TOKENS_ORIGINAL_KEY] > embedder.config.max_input_tokens  # the checkpoint's cap
+    assert len(long_text) == 40_000  # the record keeps the whole text layer: only the vector saw the cut
+    assert not set(TEXT_TRUNCATION_KEYS) & set(by_page[2][0])
+    [hit] = index.search("the invoice total", k=2, where={TEXT_TRUNCATED_KEY: True})
+    assert hit.page == 1 and hit.metadata[TEXT_TOKENS_ORIGINAL_KEY] == long_page[TEXT_TOKENS_ORIGINAL_KEY]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from chromadb.api.client import SharedSystemClient
 
 from twn_rag.config import DEFAULT_MODEL
 from twn_rag.samples import make_sample_image, write_sample_pdf, write_sample_video
@@ -14,6 +15,8 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = [
     ("README.md", "LlamaIndex"),
     ("README.md", "LangChain"),
+    ("README.md", "Retrieving from a twn-rag index in LlamaIndex and LangChain"),
+    ("README.md", "Budget per collection"),
     ("integrations/llama-index-embeddings-twn/README.md", None),
     ("integrations/langchain-twn/README.md", None),
     ("integrations/llama-index-readers-twn/README.md", None),
@@ -50,7 +53,21 @@ def test_python_blocks_reads_only_the_named_section():
     assert python_blocks(markdown) == ["a = 1\n", "# not a heading\nb = 2\n"]
 
 
+@pytest.fixture
+def forget_relative_chroma_clients():
+    """The examples open ``PersistentClient(path="./chroma")`` in each test's own folder, and
+    chromadb keys its open databases by the path as written: without this, a later example
+    would write into the database an earlier one opened in another folder."""
+    yield
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    for identifier in [name for name in SharedSystemClient._identifier_to_system if name.startswith(".")]:
+        SharedSystemClient._identifier_to_system.pop(identifier).stop()
+        SharedSystemClient._identifier_to_refcount.pop(identifier, None)
+
+
 @pytest.mark.parametrize(("readme", "section"), EXAMPLES)
+@pytest.mark.usefixtures("forget_relative_chroma_clients")
 def test_readme_example_runs(readme, section, tiny_ckpt, tmp_path, monkeypatch, capsys):
     blocks = python_blocks((REPO / readme).read_text(encoding="utf-8"), section)
     assert blocks, f"no python example in {readme} {section or ''}"
@@ -60,7 +77,12 @@ def test_readme_example_runs(readme, section, tiny_ckpt, tmp_path, monkeypatch, 
     write_sample_pdf("manual.pdf", 3)
     write_sample_video("clip.mp4", seconds=2.0, fps=4)
     namespace: dict = {"__name__": "__readme__"}
-    for number, block in enumerate(blocks):
-        code = block.replace(f'"{DEFAULT_MODEL}"', repr(str(tiny_ckpt)))
-        exec(compile(code, f"{readme}:{section or 'example'}:{number}", "exec"), namespace)
+    try:
+        for number, block in enumerate(blocks):
+            code = block.replace(f'"{DEFAULT_MODEL}"', repr(str(tiny_ckpt)))
+            exec(compile(code, f"{readme}:{section or 'example'}:{number}", "exec"), namespace)
+    finally:
+        # chromadb caches one database per path as written: the examples' relative "./chroma"
+        # of one test must not be served from another test's (deleted) directory.
+        SharedSystemClient.clear_system_cache()
     assert capsys.readouterr().out.strip(), "the example prints its results"

@@ -6,7 +6,9 @@ Keys (scalars only: a list value crashes Chroma's core, so structured values are
 
 - ``twn_budget_<role>``: the role's ``ReasoningBudget`` (limits and ledger) as JSON;
 - ``twn_budget_version``: incremented by every commit;
-- ``twn_budget_commits``: JSON list of the last ``COMMIT_LOG_LENGTH`` commit tokens.
+- ``twn_budget_commits``: JSON list of the last ``COMMIT_LOG_LENGTH`` commit tokens;
+- ``twn_budget_pending``: JSON map of stores under way (``begin_store``), so that the items of
+  a writer killed between writing records and counting them are counted by the next writer.
 
 Chroma has no transactions, and ``Collection.modify`` replaces the whole metadata, so a
 commit is a read-modify-write:
@@ -29,11 +31,13 @@ import dataclasses
 import hashlib
 import json
 import logging
+import socket
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +51,7 @@ logger = logging.getLogger(__name__)
 BUDGET_KEY_PREFIX = "twn_budget_"
 VERSION_KEY = "twn_budget_version"
 COMMITS_KEY = "twn_budget_commits"
+PENDING_KEY = "twn_budget_pending"
 COMMIT_LOG_LENGTH = 64
 LOCK_FILENAME = "twn-budget.lock"
 # A remote writer overwrites within milliseconds of reading; waiting this long before
@@ -89,7 +94,7 @@ def budgets_in(metadata: Mapping[str, Any] | None) -> dict[str, ReasoningBudget]
     return found
 
 
-def _lock_path(collection) -> Path:
+def collection_lock_path(collection) -> Path:
     """Beside an embedded database; for a server, one per collection in the temp folder, so
     processes on this machine serialise (other machines are caught by verification)."""
     settings = collection._client.get_settings()
@@ -117,8 +122,13 @@ class CollectionBudgets:
     def __init__(self, collection, *, settle_s: float | None = None, lock_path: str | Path | None = None):
         self._collection = collection
         # ``lock_path`` exists for tests that play writers on different machines.
-        self._lock = Path(lock_path) if lock_path is not None else _lock_path(collection)
+        self._lock = Path(lock_path) if lock_path is not None else collection_lock_path(collection)
         self._settle_s = (SERVER_SETTLE_S if _is_server(collection) else 0.0) if settle_s is None else settle_s
+        self._thread_lock = threading.RLock()
+        self._lock_depth = 0
+        self._lock_stack = ExitStack()
+        # Which writers share this lock: only they can tell that a registered store is dead.
+        self._lock_domain = f"{socket.gethostname()}:{self._lock}"
 
     @property
     def collection(self):
@@ -194,13 +204,36 @@ class CollectionBudgets:
         finally:
             self.commit(role, before, budget.ledger)
 
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold this machine's lock on the collection's budgets for the block (re-entrant), e.g.
+        to check which records exist, write them and count them as one step."""
+        with self._thread_lock:
+            if self._lock_depth == 0:
+                self._lock_stack.enter_context(exclusive_lock(self._lock))
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+                if self._lock_depth == 0:
+                    self._lock_stack.close()
+
     def _commit(self, mutate: Callable[[dict[str, ReasoningBudget]], None]) -> dict[str, ReasoningBudget]:
-        """Apply ``mutate`` to the stored budgets and write them back, verified (module docstring)."""
-        with exclusive_lock(self._lock):
+        return self.modify_metadata(lambda _metadata, budgets: mutate(budgets))
+
+    def modify_metadata(
+        self, mutate: Callable[[dict[str, Any], dict[str, ReasoningBudget]], None]
+    ) -> dict[str, ReasoningBudget]:
+        """Apply ``mutate(metadata, budgets)`` (both changed in place) to the stored collection
+        metadata and write it back, verified (module docstring); returns the stored budgets.
+        Every twn-rag write to the metadata goes through here, so none loses another's commit.
+        ``mutate`` may run more than once (on a retry) and must not have other effects."""
+        with self.exclusive():
             for attempt in range(1, MAX_COMMIT_ATTEMPTS + 1):
                 metadata = self.metadata()
                 budgets = budgets_in(metadata)
-                mutate(budgets)
+                mutate(metadata, budgets)
                 token = uuid.uuid4().hex
                 commits = [*json.loads(str(metadata.get(COMMITS_KEY, "[]"))), token][-COMMIT_LOG_LENGTH:]
                 updated = {
@@ -223,3 +256,54 @@ class CollectionBudgets:
             f"could not commit the budget of collection {self._collection.name!r}: "
             f"{MAX_COMMIT_ATTEMPTS} attempts were overwritten by other writers"
         )
+
+    # -- counting stored records exactly ------------------------------------------------------
+    def begin_store(self, role: str, thought_tokens: int) -> str:
+        """Before writing records: commit the ``thought_tokens`` their thoughts cost (spent when
+        generated, whether or not the records turn out new) and register a store under way.
+        Returns its writer token: tag the records with it, then call ``finish_store``."""
+        _check_role(role)
+        writer = uuid.uuid4().hex
+
+        def begin(metadata: dict[str, Any], budgets: dict[str, ReasoningBudget]) -> None:
+            budgets[role].ledger.thought_tokens += int(thought_tokens)
+            pending = json.loads(str(metadata.get(PENDING_KEY, "{}")))
+            pending[writer] = {"role": role, "lock": self._lock_domain}
+            metadata[PENDING_KEY] = json.dumps(pending, sort_keys=True)
+
+        self.modify_metadata(begin)
+        return writer
+
+    def finish_store(self, writer: str, items_stored: int, items_thought: int) -> ReasoningBudget:
+        """After writing: count the records the store of ``writer`` added new (``items_stored``,
+        of which ``items_thought`` thought) and close it. Returns the role's stored budget."""
+        role: list[str] = []
+
+        def finish(metadata: dict[str, Any], budgets: dict[str, ReasoningBudget]) -> None:
+            pending = json.loads(str(metadata.get(PENDING_KEY, "{}")))
+            entry = pending.pop(writer, None)
+            if entry is None:  # already counted (recovered by another writer): never twice
+                role[:] = []
+                return
+            role[:] = [entry["role"]]
+            budgets[entry["role"]].ledger.items_seen += int(items_stored)
+            budgets[entry["role"]].ledger.items_thought += int(items_thought)
+            metadata[PENDING_KEY] = json.dumps(pending, sort_keys=True)
+
+        budgets = self.modify_metadata(finish)
+        return budgets[role[0]] if role else budgets["document"]
+
+    def recover_stores(self, count_records: Callable[[str], tuple[int, int]]) -> int:
+        """Count the records of stores that began on this machine and never finished (their
+        writer was killed between writing and counting): ``count_records(writer)`` gives
+        ``(stored, thought)`` for a writer token. Call with ``exclusive()`` held: a live writer
+        holds the same lock from writing to counting, so a store registered under this lock is
+        dead when the lock is ours (stores of other machines are left to them). Returns how many
+        stores were recovered."""
+        pending = json.loads(str(self.metadata().get(PENDING_KEY, "{}")))
+        dead = [writer for writer, entry in pending.items() if entry.get("lock") == self._lock_domain]
+        for writer in dead:
+            stored, thought = count_records(writer)
+            logger.info("counting %d records of an interrupted store (%s)", stored, writer)
+            self.finish_store(writer, stored, thought)
+        return len(dead)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
+from twn_rag.index.directory import CHROMA_SUBDIR, chroma_failure
 from twn_rag.index.errors import IndexConnectionError
+from twn_rag.index.read_only import discard_copy, remove_when_closed, snapshot
 
-CHROMA_SUBDIR = "chroma"
 DEFAULT_CHROMA_PORT = 8000
 # Vectors are L2-normalised, so cosine distance is the natural metric; score = 1 - distance.
 COSINE_CONFIGURATION = {"hnsw": {"space": "cosine"}}
@@ -33,24 +39,56 @@ def describe_client(client) -> str:
     return f"{scheme}://{settings.chroma_server_host}:{settings.chroma_server_http_port}"
 
 
+def forget_cached_system(path: str) -> None:
+    """Stop and drop the system chromadb caches in this process for the embedded database at
+    ``path`` (every ``PersistentClient`` on one path shares it). Needed when it failed to start
+    (chromadb keeps it, and every later client on the path would get the broken one) and when
+    the database folder was moved away (the cached one would go on writing to the moved files)."""
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    system = SharedSystemClient._identifier_to_system.pop(path, None)
+    SharedSystemClient._identifier_to_refcount.pop(path, None)
+    if system is not None:
+        with contextlib.suppress(Exception):  # one that failed to start may not stop cleanly: dropped anyway
+            system.stop()
+
+
 def connect(index_dir: Path, chroma_url: str | None = None):
     """An embedded client storing under ``index_dir/chroma``, or an ``HttpClient`` for
     ``chroma_url`` (``http[s]://host[:port]``). ``IndexConnectionError`` when the server does
     not answer, or when this process already opened the embedded database with other settings;
-    ``ValueError`` for a malformed URL."""
+    ``IndexDamagedError`` / ``IndexReadOnlyError`` / ``IndexUnusableError`` when chromadb cannot
+    open the embedded database (``directory.chroma_failure``); ``ValueError`` for a malformed URL."""
+    return connect_path(index_dir / CHROMA_SUBDIR) if chroma_url is None else connect_url(chroma_url)
+
+
+def connect_path(path: Path):
+    """An embedded client on the Chroma database folder ``path``, with the frameworks' settings
+    (``IndexConnectionError`` when this process already opened it with other settings)."""
     import chromadb
 
-    if chroma_url is None:
-        path = index_dir / CHROMA_SUBDIR
-        try:
-            return chromadb.PersistentClient(path=str(path), settings=_settings())
-        except ValueError as exc:
-            if "different settings" not in str(exc):
-                raise
-            raise IndexConnectionError(
-                f"the Chroma database {path} is already open in this process with other settings; "
-                "pass that client to TWNIndex.open(..., client=client)"
-            ) from exc
+    try:
+        return chromadb.PersistentClient(path=str(path), settings=_settings())
+    except ValueError as exc:
+        if "different settings" not in str(exc):
+            raise
+        raise IndexConnectionError(
+            f"the Chroma database {path} is already open in this process with other settings; "
+            "pass that client to TWNIndex.open(..., client=client)"
+        ) from exc
+    except Exception as exc:
+        failure = chroma_failure(exc, Path(path).parent)
+        if failure is None:
+            raise
+        forget_cached_system(str(path))
+        raise failure from exc
+
+
+def connect_url(chroma_url: str):
+    """An ``HttpClient`` for ``chroma_url`` (``http[s]://host[:port]``), checked with a heartbeat
+    (``IndexConnectionError`` when the server does not answer; ``ValueError`` for a malformed URL)."""
+    import chromadb
+
     parsed = urlparse(chroma_url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise ValueError(f"--chroma-url must look like http://host:port, got {chroma_url!r}")
@@ -62,3 +100,38 @@ def connect(index_dir: Path, chroma_url: str | None = None):
     except Exception as exc:  # connection refused, TLS, HTTP errors: one clear message
         raise IndexConnectionError(f"cannot reach the Chroma server at {chroma_url} ({exc})") from exc
     return client
+
+
+@dataclass
+class IndexConnection:
+    """A client opened for an index: where the index keeps its images (``index_dir``), how
+    messages name its store (``location``), why writes are refused (``read_only_reason``,
+    ``None`` when the index may be written) and the temporary copy read instead of an embedded
+    database that cannot be written (``copy``, ``twn_rag.index.read_only.snapshot``)."""
+
+    client: Any
+    index_dir: Path
+    location: str
+    read_only_reason: str | None = None
+    copy: Path | None = None
+
+    @classmethod
+    def to_copy(cls, index_dir: Path, location: str, reason: str) -> IndexConnection:
+        """A read-only connection to a temporary copy of ``index_dir``'s embedded database."""
+        copy = snapshot(index_dir / CHROMA_SUBDIR)
+        try:
+            client = connect(copy.parent)
+        except BaseException:
+            shutil.rmtree(copy.parent, ignore_errors=True)
+            raise
+        return cls(client, index_dir, location, reason, copy)
+
+    def release_when_closed(self, owner: object) -> Callable[[], Any] | None:
+        """For a copy: a callable that closes the client and removes the copy, called at the
+        latest when ``owner`` is garbage-collected; ``None`` when there is no copy."""
+        return None if self.copy is None else remove_when_closed(owner, self.client, self.copy)
+
+    def release(self) -> None:
+        """Close the client and remove the copy now, if there is one (on an error while opening)."""
+        if self.copy is not None:
+            discard_copy(self.client, self.copy)

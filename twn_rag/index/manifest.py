@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from twn_rag.budget import ReasoningBudget
 from twn_rag.config import ROLES
+from twn_rag.index.budget_store import BUDGET_KEY_PREFIX, budget_key
 from twn_rag.index.errors import IndexMismatchError
 from twn_rag.index.fingerprint import LEGACY, ModelFingerprint
 from twn_rag.index.fingerprint import model_fingerprint as model_fingerprint  # the one-string form, for callers
@@ -35,10 +36,6 @@ MODEL_KEY = "twn_model_id"
 FINGERPRINT_KEY = "twn_model_fingerprint"
 DIMENSION_KEY = "twn_dimension"
 LOADER_KEY = "twn_loader"
-
-
-def budget_key(role: str) -> str:
-    return f"twn_budget_{role}"
 
 
 def canonical_model_id(model_id: str) -> str:
@@ -110,9 +107,12 @@ class IndexManifest:
     @staticmethod
     def merged_into(metadata: Mapping[str, Any] | None, manifest: IndexManifest) -> dict[str, Any]:
         """``metadata`` with the manifest keys replaced (Chroma's ``modify`` replaces the whole
-        metadata, so keys set by others are carried over)."""
-        others = {k: v for k, v in (metadata or {}).items() if not k.startswith(KEY_PREFIX)}
-        return {**others, **manifest.to_metadata()}
+        metadata, so keys set by others are carried over). Budgets already stored stay as they
+        are: after creation they change only through ``budget_store``."""
+        metadata = dict(metadata or {})
+        others = {k: v for k, v in metadata.items() if not k.startswith(KEY_PREFIX)}
+        stored_budgets = {k: v for k, v in metadata.items() if k.startswith(BUDGET_KEY_PREFIX)}
+        return {**others, **manifest.to_metadata(), **stored_budgets}
 
     @classmethod
     def for_embedder(

@@ -1,12 +1,30 @@
-"""What an indexing run did and what an index holds, for people and for benchmarks."""
+"""What an indexing run did and what an index holds, for people and for benchmarks, and
+how to print the paths and texts it names safely."""
 
 from __future__ import annotations
 
+import dataclasses
+import unicodedata
 from dataclasses import dataclass, field
+from typing import Any
 
 from twn_rag.budget import ReasoningBudget
-from twn_rag.loaders.items import FileFailure
+from twn_rag.loaders.items import FileFailure, utf8_safe
 from twn_rag.loaders.settings import LoaderSettings
+
+# Unicode categories that would break line- or tab-based output: controls (newline, tab,
+# escape...), line and paragraph separators.
+_UNPRINTABLE_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print as one field of one line: control characters and line
+    separators as Python-style escapes (``\\n``, ``\\t``, ``\\x1b``, ``\\u2028``), bytes of a
+    file name that do not decode as ``\\xNN`` (``utf8_safe``). Ordinary text is unchanged."""
+    return "".join(
+        char.encode("unicode_escape").decode("ascii") if unicodedata.category(char) in _UNPRINTABLE_CATEGORIES else char
+        for char in utf8_safe(text)
+    )
 
 
 @dataclass
@@ -42,13 +60,14 @@ class IngestTimings:
 @dataclass
 class IndexReport:
     """Outcome of ``TWNIndex.add``: files indexed or found unchanged, items written and
-    removed (replaced versions), files that failed (with reasons) or were skipped, timings,
-    and the document budget after the run."""
+    removed (replaced versions), items that thought in this run (pass 3), files that failed
+    (with reasons) or were skipped, timings, and the document budget after the run."""
 
     files_indexed: int = 0
     files_unchanged: int = 0
     items_added: int = 0
     items_removed: int = 0
+    items_thought: int = 0
     failures: list[FileFailure] = field(default_factory=list)
     skipped: list[FileFailure] = field(default_factory=list)
     timings: IngestTimings = field(default_factory=IngestTimings)
@@ -76,12 +95,28 @@ class IndexReport:
         lines.append(time_line)
         if self.document_budget is not None:
             lines.append(f"document budget: {self.document_budget.describe()}")
-        lines += [f"skipped {entry.path}: {entry.reason}" for entry in self.skipped]
+        lines += [f"skipped {printable(entry.path)}: {printable(entry.reason)}" for entry in self.skipped]
         return lines
 
     def failure_lines(self) -> list[str]:
         """One ``FAILED path: reason`` line per file that failed (for stderr)."""
-        return [f"FAILED {entry.path}: {entry.reason}" for entry in self.failures]
+        return [f"FAILED {printable(entry.path)}: {printable(entry.reason)}" for entry in self.failures]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON: the counts, skips and failures, timings and document budget."""
+        return dataclasses.asdict(self)
+
+
+class IndexingAborted(RuntimeError):
+    """An error that is no file's fault (the store, the disk, a bug) stopped ``TWNIndex.add``.
+    ``report`` holds what was done before it, ``path`` the file being indexed (``None`` when
+    none was), and the error is the ``__cause__``."""
+
+    def __init__(self, report: IndexReport, path: str | None, error: BaseException):
+        self.report = report
+        self.path = None if path is None else utf8_safe(path)
+        where = f" while indexing {self.path}" if self.path is not None else ""
+        super().__init__(f"indexing stopped{where}: {type(error).__name__}: {error}")
 
 
 @dataclass
@@ -98,3 +133,7 @@ class IndexInfo:
     modalities: dict[str, int]
     budgets: dict[str, ReasoningBudget]
     loader: LoaderSettings
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON: where, which model, counts, budgets and loader settings."""
+        return dataclasses.asdict(self)

@@ -23,8 +23,20 @@ LOADERS: dict[str, Callable[[FileRef, LoaderSettings], Iterator[DocumentItem]]] 
 
 
 def iter_file_items(ref: FileRef, settings: LoaderSettings | None = None) -> Iterator[DocumentItem]:
-    """Items of one described file, lazily; ``LoadError`` when (part of) it cannot be read."""
-    return LOADERS[ref.kind](ref, settings or LoaderSettings())
+    """Items of one described file, lazily; ``LoadError`` when (part of) it cannot be read.
+    Whatever a decoder raises on damaged data (its library's own exception, ``MemoryError``...)
+    becomes a ``LoadError`` naming the file, so one file never stops a run."""
+    return _file_errors(ref, LOADERS[ref.kind](ref, settings or LoaderSettings()))
+
+
+def _file_errors(ref: FileRef, items: Iterator[DocumentItem]) -> Iterator[DocumentItem]:
+    try:
+        yield from items
+    except LoadError:
+        raise
+    except Exception as exc:
+        logger.debug("reading %s raised", ref.path, exc_info=True)
+        raise LoadError(ref.path, f"cannot be read ({type(exc).__name__}: {exc})") from exc
 
 
 def load_items(

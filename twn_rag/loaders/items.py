@@ -11,6 +11,23 @@ from PIL import Image
 # Record metadata must be scalar for Chroma; items keep to that from the start.
 MetadataValue = str | int | float | bool
 
+
+def utf8_safe(text: str) -> str:
+    """``text`` as valid UTF-8: the bytes of a file name that do not decode (which Python
+    carries as surrogate escapes, and Chroma and JSON refuse) written as ``\\xNN``. Text that
+    is valid already is returned unchanged, so stored paths of ordinary files do not change."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        raw = text.encode("utf-8", "surrogateescape")  # the file name's own bytes
+    except UnicodeEncodeError:  # a surrogate that stands for no byte
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
+
+
 PAGE_IMAGE_FORMAT = ("PNG", ".png")  # lossless: page text stays legible
 FRAME_IMAGE_FORMAT = ("JPEG", ".jpg")  # photographic content, much faster to write
 JPEG_QUALITY = 90
@@ -27,10 +44,15 @@ class LoadError(ValueError):
 
 @dataclass(frozen=True)
 class FileFailure:
-    """A file that was not loaded (or was skipped), for reports: which file and why."""
+    """A file that was not loaded (or was skipped), for reports: which file and why. Both are
+    kept ``utf8_safe``, so a report can always be printed and serialised."""
 
     path: str
     reason: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", utf8_safe(str(self.path)))
+        object.__setattr__(self, "reason", utf8_safe(self.reason))
 
 
 @dataclass

@@ -11,23 +11,26 @@ from PIL import Image
 from twn_rag.loaders.files import FileRef
 from twn_rag.loaders.items import DocumentItem, LoadError
 from twn_rag.loaders.settings import LoaderSettings
-from twn_rag.media import cap_pixels
+from twn_rag.media import IMAGE_FILL, MAX_ASPECT_RATIO, fit_image
 
 POINTS_PER_INCH = 72
 
 
 def render_scale(width_pt: float, height_pt: float, max_pixels: int, max_scale: float) -> float:
-    """The render scale (pixels per point) that keeps a page within ``max_pixels``."""
-    area = max(width_pt * height_pt, 1.0)
+    """The render scale (pixels per point) that keeps a page within ``max_pixels``, counting
+    the padding an extreme aspect ratio will get (``fit_image``)."""
+    long_side, short_side = max(width_pt, height_pt), min(width_pt, height_pt)
+    area = max(long_side * max(short_side, long_side / MAX_ASPECT_RATIO), 1.0)
     return min(max_scale, math.sqrt(max_pixels / area))
 
 
 def render_page(page, max_pixels: int, max_scale: float) -> Image.Image:
-    """Render one ``pypdfium2.PdfPage`` to an RGB image of at most ``max_pixels``."""
+    """Render one ``pypdfium2.PdfPage`` to an RGB image of at most ``max_pixels``; an extreme
+    aspect ratio (a 14400 x 20 pt strip) is padded with white into what the model accepts."""
     width, height = page.get_size()
     bitmap = page.render(scale=render_scale(width, height, max_pixels, max_scale))
     try:
-        return cap_pixels(bitmap.to_pil().convert("RGB"), max_pixels)
+        return fit_image(bitmap.to_pil().convert("RGB"), max_pixels, IMAGE_FILL)
     finally:
         bitmap.close()
 

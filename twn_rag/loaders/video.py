@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from twn_rag.loaders.files import FileRef
 from twn_rag.loaders.items import DocumentItem, LoadError
 from twn_rag.loaders.settings import LoaderSettings
-from twn_rag.media import MediaError, VideoFrame, cap_pixels, iter_video_frames
+from twn_rag.media import FRAME_FILL, MediaError, VideoFrame, fit_image, iter_video_frames
 
 # A video whose frames stop this long (plus one sampling interval) before its declared
 # duration is taken as truncated or damaged.
@@ -54,7 +54,7 @@ def _frame_item(ref: FileRef, index: int, frame: VideoFrame, max_pixels: int) ->
     metadata = {**ref.base_metadata(), "timestamp": round(frame.timestamp, 3), "frame_index": index}
     return DocumentItem(
         id=ref.item_id(f"t{_milliseconds(frame.timestamp):09d}"),
-        image=cap_pixels(frame.image, max_pixels),
+        image=fit_image(frame.image, max_pixels, FRAME_FILL),
         metadata=metadata,
     )
 
@@ -70,7 +70,7 @@ def _clip_item(ref: FileRef, index: int, frames: list[VideoFrame], settings: Loa
     }
     return DocumentItem(
         id=ref.item_id(f"c{_milliseconds(start):09d}"),
-        frames=[cap_pixels(f.image, settings.max_image_pixels) for f in frames],
+        frames=[fit_image(f.image, settings.max_image_pixels, FRAME_FILL) for f in frames],
         video_fps=settings.video_fps,
         metadata=metadata,
     )

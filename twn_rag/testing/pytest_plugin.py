@@ -1,5 +1,6 @@
 """Fixtures the repository's test suites share (``tests/`` and each ``integrations/*/tests/``):
-the tiny offline TWN, built once per session, and small documents, images and a Chroma client.
+the tiny offline TWN, built once per session, a counter of its forward passes, and small
+documents, images and a Chroma client.
 
 Register it with ``pytest_plugins = ["twn_rag.testing.pytest_plugin"]`` in the top-level
 conftest, after setting ``HF_HUB_OFFLINE=1``: huggingface_hub reads that once, when it is
@@ -41,6 +42,17 @@ def embedder(tiny_ckpt):
     from twn_rag import TWNEmbedder
 
     return TWNEmbedder.from_pretrained(tiny_ckpt, device="cpu", dtype="float32")
+
+
+@pytest.fixture
+def forward_passes(embedder):
+    """Counts the tiny TWN's backbone forward passes while the test runs, as ``{"n": count}``."""
+    count = {"n": 0}
+    handle = embedder.model._inner_model().register_forward_pre_hook(
+        lambda *args: count.__setitem__("n", count["n"] + 1)
+    )
+    yield count
+    handle.remove()
 
 
 @pytest.fixture

@@ -2,7 +2,8 @@
 
 A thin adapter: ``embed_query`` and ``embed_query_image`` are ``TWNEmbedder.encode`` with the
 query role and ``query_budget``; ``embed_documents``, ``embed_image`` and ``encode_documents``
-(text and image jointly) use the document role and ``document_budget``. Every call goes through
+(text and image jointly) use the document role and ``document_budget``, or, bound to a Chroma
+collection (``for_chroma_collection``), the budgets the collection stores. Every call goes through
 one method (``_encode``), so the budgets apply to all of them. The async forms are LangChain's
 defaults, which run in a thread.
 """
@@ -13,51 +14,54 @@ from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.embeddings import Embeddings
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_serializer, model_validator
 
 from twn_rag.budget import ReasoningBudget
-from twn_rag.config import DEFAULT_MODEL
 from twn_rag.embedder import DEFAULT_BATCH_SIZE, EmbeddingResult, TWNEmbedder
+from twn_rag.index.binding import BudgetBinding, CollectionAddress
 from twn_rag.integration import (
+    FIELD_SETTINGS,
+    CollectionBudgetsMixin,
     as_float_lists,
     image_input,
-    result_metadata,
     shared_embedder_settings,
     text_and_image_input,
 )
+from twn_rag.result_metadata import result_metadata
 
 
-class TWNEmbeddings(BaseModel, Embeddings):
+class TWNEmbeddings(BaseModel, Embeddings, CollectionBudgetsMixin):
     """TWN text and image embeddings for LangChain.
 
     Pass ``model_name`` (hub id or local checkpoint) with ``base_model``/``device``/``dtype``
     to load a model, or ``embedder=`` an already-loaded ``TWNEmbedder`` to share it. Budgets
     left unset become the checkpoint's adaptive budget; a budget's ledger is updated in place
-    by every call. Unknown options raise a validation error. ``last_results`` holds the
-    thoughts and gate scores of the last documents or images embedded.
+    by every call. Bound to a Chroma collection (``for_chroma_collection``, ``for_twn_index``,
+    ``TWNChroma(..., bind_budget=True)``; see ``CollectionBudgetsMixin``) the budgets are the
+    collection's: ``model_dump`` then holds the collection's address and no budgets, and a
+    pickled copy re-opens the collection. Unknown options raise a validation error.
+    ``last_results`` holds the thoughts and gate scores of the last documents or images embedded.
     """
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, protected_namespaces=())
 
-    model_name: str = Field(default=DEFAULT_MODEL, description="TWN checkpoint: a hub id or a local directory.")
-    base_model: str | None = Field(
-        default=None, description="Local path of the base model, overriding the one the checkpoint names."
-    )
-    device: str = Field(default="auto", description="'auto' (cuda, mps, cpu) or a torch device name.")
-    dtype: str = Field(default="auto", description="'auto', 'float32', 'bfloat16' or 'float16'.")
-    query_budget: ReasoningBudget | None = Field(
-        default=None, description="Reasoning budget for queries; None = the checkpoint's adaptive budget."
-    )
+    model_name: str = Field(**FIELD_SETTINGS["model_name"])
+    base_model: str | None = Field(**FIELD_SETTINGS["base_model"])
+    device: str = Field(**FIELD_SETTINGS["device"])
+    dtype: str = Field(**FIELD_SETTINGS["dtype"])
+    query_budget: ReasoningBudget | None = Field(**FIELD_SETTINGS["query_budget"])
     document_budget: ReasoningBudget | None = Field(
         default=None, description="Reasoning budget for documents and images; None = the checkpoint's default."
     )
     batch_size: int = Field(default=DEFAULT_BATCH_SIZE, gt=0, description="Inputs per forward pass.")
-    show_progress: bool = Field(default=False, description="Show a progress bar over batches while encoding.")
+    show_progress: bool = Field(**FIELD_SETTINGS["show_progress"])
     embedder: TWNEmbedder | None = Field(
         default=None, exclude=True, repr=False, description="An already-loaded TWNEmbedder to share."
     )
+    budget_collection: CollectionAddress | None = Field(**FIELD_SETTINGS["budget_collection"])
 
     _last_results: list[EmbeddingResult] = PrivateAttr(default_factory=list)
+    _budget_binding: BudgetBinding | None = PrivateAttr(default=None)
 
     @model_validator(mode="before")
     @classmethod
@@ -75,20 +79,16 @@ class TWNEmbeddings(BaseModel, Embeddings):
             self.embedder = TWNEmbedder.from_pretrained(
                 self.model_name, base_model=self.base_model, device=self.device, dtype=self.dtype
             )
-        if self.query_budget is None:
-            self.query_budget = self.embedder.default_budget()
-        if self.document_budget is None:
-            self.document_budget = self.embedder.default_budget()
+        self._settle_budgets()
         return self
 
+    @field_serializer("query_budget", "document_budget")
+    def _budget_unless_bound(self, budget: ReasoningBudget | None) -> ReasoningBudget | None:
+        """A bound object's budgets live in its collection: a dump would hold a stale copy."""
+        return None if self.budget_collection is not None else budget
+
     def _encode(self, inputs: Sequence[Any], role: str) -> list[EmbeddingResult]:
-        return self.embedder.encode(
-            list(inputs),
-            role=role,
-            budget=self.query_budget if role == "query" else self.document_budget,
-            batch_size=self.batch_size,
-            show_progress=self.show_progress,
-        )
+        return self._encode_within_budget(inputs, role, batch_size=self.batch_size, show_progress=self.show_progress)
 
     def encode_documents(self, texts: Sequence[str], images: Sequence[Any] | None = None) -> list[EmbeddingResult]:
         """Embed documents: ``texts[i]`` alone, or with ``images[i]`` (a path, bytes, a
@@ -129,7 +129,7 @@ class TWNEmbeddings(BaseModel, Embeddings):
         return list(self._last_results)
 
     @property
-    def last_metadata(self) -> list[dict[str, str | float | int]]:
+    def last_metadata(self) -> list[dict[str, str | float | int | bool]]:
         """``last_results`` as scalar record metadata (``twn_thought``, ``twn_gate_score``,
-        ``twn_thought_tokens``), ready to store next to the vectors."""
+        ``twn_thought_tokens``, ``twn_thought_used``), ready to store next to the vectors."""
         return [result_metadata(result) for result in self._last_results]

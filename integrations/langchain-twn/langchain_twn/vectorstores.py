@@ -12,7 +12,12 @@ With a ``TWNEmbeddings`` the store
 - gives relevance scores in 0..1: the cosine similarity of the (L2-normalised) vectors, which is
   ``1 - distance`` in cosine space, with negative similarities clipped to 0;
 - records each document's thought, gate score and thought tokens in its record metadata
-  (``twn_rag.integration.RESULT_METADATA_KEYS``).
+  (``twn_rag.result_metadata.RESULT_METADATA_KEYS``);
+- with ``bind_budget=True``, keeps the budgets in its collection: the ``TWNEmbeddings`` is bound
+  to the collection (``TWNEmbeddings.bind_budgets``), so every embedding the store causes selects
+  within the budget the collection stores for its role and commits its spend there, shared with
+  every other route into the collection (``TWNIndex``, the CLI, LlamaIndex, other processes). A
+  collection without stored budgets takes the embeddings' limits; one with them keeps its own.
 
 Every TWN embedding goes through a ``TWNEmbeddings`` method, never the raw embedder, so the
 embeddings' budgets decide and record all thinking the store causes.
@@ -31,13 +36,16 @@ from langchain_core.documents import Document
 
 from langchain_twn.embeddings import TWNEmbeddings
 from twn_rag.embedder import EmbeddingResult
+from twn_rag.index.binding import CollectionAddress
 from twn_rag.index.client import COSINE_CONFIGURATION
-from twn_rag.integration import as_float_lists, result_metadata
+from twn_rag.integration import BUDGET_FIELDS, as_float_lists
+from twn_rag.result_metadata import result_metadata
 
 # The metadata key under which twn_rag.loaders.to_langchain_document puts a page or frame image.
 IMAGE_PATH_KEY = "image_path"
 
 _CHROMA_INIT = inspect.signature(Chroma.__init__)
+_BIND_BUDGET = inspect.Parameter("bind_budget", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=bool)
 # Chroma's older way to choose the space, in the collection metadata; a configuration would override it.
 _LEGACY_SPACE_KEY = "hnsw:space"
 
@@ -52,21 +60,59 @@ def cosine_relevance(distance: float, space: str = "cosine") -> float:
 
 class TWNChroma(Chroma):
     """A Chroma vector store for TWN embeddings; the constructor and class methods are
-    ``Chroma``'s (collection name, ``persist_directory`` or ``client``, ``embedding_function``...).
-    See the module docstring for what changes when ``embedding_function`` is a ``TWNEmbeddings``;
-    with any other embedding every method is ``Chroma``'s own."""
+    ``Chroma``'s (collection name, ``persist_directory`` or ``client``, ``embedding_function``...),
+    plus ``bind_budget`` (also through ``from_documents`` / ``from_texts``): keep the
+    ``TWNEmbeddings``' budgets in the collection, binding it in place. See the module docstring
+    for what changes when ``embedding_function`` is a ``TWNEmbeddings``; with any other embedding
+    every method is ``Chroma``'s own (and ``bind_budget=True`` is a ``ValueError``)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, bind_budget: bool = False, **kwargs: Any) -> None:
         bound = _CHROMA_INIT.bind(self, *args, **kwargs)
         arguments = bound.arguments
         space_chosen = arguments.get("collection_configuration") or _LEGACY_SPACE_KEY in (
             arguments.get("collection_metadata") or {}
         )
-        if isinstance(arguments.get("embedding_function"), TWNEmbeddings) and not space_chosen:
+        embeddings = arguments.get("embedding_function")
+        if bind_budget and not isinstance(embeddings, TWNEmbeddings):
+            raise ValueError(
+                f"bind_budget=True keeps a TWNEmbeddings' budgets in the collection; got {type(embeddings).__name__}"
+            )
+        if isinstance(embeddings, TWNEmbeddings) and not space_chosen:
             arguments["collection_configuration"] = COSINE_CONFIGURATION
         super().__init__(*bound.args[1:], **bound.kwargs)
+        if bind_budget:
+            self._twn_embeddings.bind_budgets(self._collection)  # type: ignore[union-attr]
+        else:
+            self._refuse_budgets_of_another_collection()
 
-    __init__.__signature__ = _CHROMA_INIT  # type: ignore[attr-defined]  # what help() and IDEs show
+    __init__.__signature__ = _CHROMA_INIT.replace(  # type: ignore[attr-defined]  # what help() and IDEs show
+        parameters=[*_CHROMA_INIT.parameters.values(), _BIND_BUDGET]
+    )
+
+    def _refuse_budgets_of_another_collection(self) -> None:
+        """Spending one collection's budget on writes into another would break both budgets."""
+        embeddings = self._twn_embeddings
+        bound = embeddings.budget_collection if embeddings is not None else None
+        if bound is None:
+            return
+        here = CollectionAddress.of(self._collection)
+        if bound != here:
+            raise ValueError(
+                f"the embeddings are bound to {bound.describe()}, but this store is {here.describe()}: "
+                "bind them to this collection (bind_budget=True with an unbound TWNEmbeddings)"
+            )
+
+    def reset_collection(self) -> None:
+        """``Chroma.reset_collection``; bound embeddings are bound to the new, empty collection,
+        which keeps the budgets' limits (its ledger starts at zero)."""
+        embeddings = self._twn_embeddings
+        here = CollectionAddress.of(self._collection)
+        if embeddings is None or embeddings.budget_collection != here:
+            return super().reset_collection()
+        limits = {field: embeddings.budget(role) for role, field in BUDGET_FIELDS.items()}
+        super().reset_collection()
+        embeddings.bind_budgets(self._collection, **limits)
+        return None
 
     @property
     def _twn_embeddings(self) -> TWNEmbeddings | None:

@@ -21,21 +21,10 @@ from llama_index.vector_stores.chroma import ChromaVectorStore
 from pydantic import ValidationError
 
 from twn_rag import InvalidInputError, ReasoningBudget
-from twn_rag.integration import GATE_SCORE_KEY, RESULT_METADATA_KEYS, THOUGHT_KEY, THOUGHT_TOKENS_KEY
+from twn_rag.result_metadata import GATE_SCORE_KEY, RESULT_METADATA_KEYS, THOUGHT_KEY, THOUGHT_TOKENS_KEY
 from twn_rag.testing.integrations import always, never, top_ids, with_loop_ticks
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def forward_passes(embedder):
-    """Counts the backbone's forward passes (outside ``generate``) while the test runs."""
-    count = {"n": 0}
-    handle = embedder.model._inner_model().register_forward_pre_hook(
-        lambda *args: count.__setitem__("n", count["n"] + 1)
-    )
-    yield count
-    handle.remove()
 
 
 # -- the package -----------------------------------------------------------------------------

@@ -19,9 +19,9 @@ from llama_index.readers.twn import TWNReader
 from llama_index.vector_stores.chroma import ChromaVectorStore
 
 from twn_rag.index.client import COSINE_CONFIGURATION
-from twn_rag.integration import THOUGHT_KEY
 from twn_rag.loaders import FileRef, LoadError, LoaderSettings, iter_file_items
 from twn_rag.loaders.convert import TECHNICAL_METADATA_KEYS
+from twn_rag.result_metadata import THOUGHT_KEY
 from twn_rag.samples import write_sample_pdf
 from twn_rag.testing.integrations import always, never
 

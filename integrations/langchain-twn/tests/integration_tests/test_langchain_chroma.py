@@ -7,7 +7,7 @@ from langchain_chroma import Chroma
 from langchain_core.documents import Document
 from langchain_twn import TWNEmbeddings
 
-from twn_rag.integration import THOUGHT_KEY
+from twn_rag.result_metadata import THOUGHT_KEY
 from twn_rag.testing.integrations import always, top_ids
 
 

@@ -65,7 +65,7 @@ def test_image_dir_defaults_to_the_cache_directory(pdf, tmp_path, monkeypatch):
 
 
 def test_a_missing_file_raises_a_load_error_naming_it(tmp_path):
-    with pytest.raises(LoadError, match="nowhere.pdf: cannot read file"):
+    with pytest.raises(LoadError, match="nowhere.pdf: no such file"):
         TWNLoader(tmp_path / "nowhere.pdf", image_dir=tmp_path).load()
 
 

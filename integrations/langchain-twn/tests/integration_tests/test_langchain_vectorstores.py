@@ -24,8 +24,8 @@ from langchain_twn.vectorstores import cosine_relevance
 from llama_index.embeddings.twn import TWNEmbedding
 
 from twn_rag import InvalidInputError
-from twn_rag.integration import GATE_SCORE_KEY, RESULT_METADATA_KEYS, THOUGHT_KEY, THOUGHT_TOKENS_KEY
 from twn_rag.loaders import LoaderSettings
+from twn_rag.result_metadata import GATE_SCORE_KEY, RESULT_METADATA_KEYS, THOUGHT_KEY, THOUGHT_TOKENS_KEY
 from twn_rag.samples import write_sample_pdf
 from twn_rag.testing.integrations import always, never, top_ids
 

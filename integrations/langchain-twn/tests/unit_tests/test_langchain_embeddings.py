@@ -9,7 +9,7 @@ from langchain_twn import TWNEmbeddings
 from pydantic import ValidationError
 
 from twn_rag import InvalidInputError, ReasoningBudget
-from twn_rag.integration import GATE_SCORE_KEY, THOUGHT_KEY, THOUGHT_TOKENS_KEY
+from twn_rag.result_metadata import GATE_SCORE_KEY, THOUGHT_KEY, THOUGHT_TOKENS_KEY
 from twn_rag.testing.integrations import always, never, with_loop_ticks
 
 

@@ -2,13 +2,15 @@
 
 A thin adapter: every embedding is ``TWNEmbedder.encode`` with the query role and
 ``query_budget`` for queries, the document role and ``document_budget`` for texts, images
-and nodes. Used as a transformation (``IngestionPipeline``, ``transformations=[...]``), it
-also records each node's thought, gate score and thought tokens in its metadata.
+and nodes, or, bound to a Chroma collection (``for_chroma_collection``), the budgets the
+collection stores. Used as a transformation (``IngestionPipeline``, ``transformations=[...]``),
+it also records each node's thought, gate score and thought tokens in its metadata.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,48 +23,54 @@ from llama_index.core.instrumentation.events.embedding import EmbeddingEndEvent,
 from llama_index.core.schema import BaseNode, ImageNode, ImageType, MetadataMode
 
 from twn_rag.budget import ReasoningBudget
-from twn_rag.config import DEFAULT_MODEL
 from twn_rag.embedder import DEFAULT_BATCH_SIZE, EmbeddingResult, TWNEmbedder
+from twn_rag.index.binding import BudgetBinding, CollectionAddress
 from twn_rag.integration import (
-    RESULT_METADATA_KEYS,
+    BUDGET_FIELDS,
+    FIELD_SETTINGS,
+    CollectionBudgetsMixin,
     as_float_lists,
     image_input,
-    result_metadata,
     shared_embedder_settings,
+    text_and_image_input,
+    without_ledgers,
 )
+from twn_rag.result_metadata import result_metadata
 
 dispatcher = instrument.get_dispatcher(__name__)
 
 
-class TWNEmbedding(MultiModalEmbedding):
+class TWNEmbedding(MultiModalEmbedding, CollectionBudgetsMixin):
     """TWN text, query and image embeddings for LlamaIndex.
 
     Pass ``model_name`` (hub id or local checkpoint) with ``base_model``/``device``/``dtype``
     to load a model, or ``embedder=`` an already-loaded ``TWNEmbedder`` to share it between
     several objects. Budgets left unset become the checkpoint's adaptive budget; a budget's
-    ledger is updated in place by every call and saved by ``to_json``. Unknown options raise
-    a validation error. Image inputs are paths or ``BytesIO``; a bad one raises
-    ``twn_rag.InvalidInputError`` naming it.
+    ledger is updated in place by every call and saved by ``to_json``. Bound to a Chroma
+    collection (``for_chroma_collection``, ``for_twn_index``; see ``CollectionBudgetsMixin``),
+    the budgets are the collection's: ``to_json`` then saves the collection's address instead
+    (``from_json`` binds again), and a pickled copy binds again when it is loaded. ``to_dict``
+    (what ``IngestionPipeline`` keys its cache on) holds the budgets' limits, not their ledgers.
+    Unknown options raise a validation error. Image inputs are paths or ``BytesIO``; a bad one
+    raises ``twn_rag.InvalidInputError`` naming it.
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    model_name: str = Field(default=DEFAULT_MODEL, description="TWN checkpoint: a hub id or a local directory.")
-    base_model: str | None = Field(
-        default=None, description="Local path of the base model, overriding the one the checkpoint names."
-    )
-    device: str = Field(default="auto", description="'auto' (cuda, mps, cpu) or a torch device name.")
-    dtype: str = Field(default="auto", description="'auto', 'float32', 'bfloat16' or 'float16'.")
-    query_budget: ReasoningBudget | None = Field(
-        default=None, description="Reasoning budget for queries; None = the checkpoint's adaptive budget."
-    )
+    model_name: str = Field(**FIELD_SETTINGS["model_name"])
+    base_model: str | None = Field(**FIELD_SETTINGS["base_model"])
+    device: str = Field(**FIELD_SETTINGS["device"])
+    dtype: str = Field(**FIELD_SETTINGS["dtype"])
+    query_budget: ReasoningBudget | None = Field(**FIELD_SETTINGS["query_budget"])
     document_budget: ReasoningBudget | None = Field(
         default=None, description="Reasoning budget for texts, images and nodes; None = the checkpoint's default."
     )
     embed_batch_size: int = Field(default=DEFAULT_BATCH_SIZE, gt=0, le=2048, description="Inputs per forward pass.")
-    show_progress: bool = Field(default=False, description="Show a progress bar over batches while encoding.")
+    show_progress: bool = Field(**FIELD_SETTINGS["show_progress"])
+    budget_collection: CollectionAddress | None = Field(**FIELD_SETTINGS["budget_collection"])
 
     _embedder: TWNEmbedder = PrivateAttr()
+    _budget_binding: BudgetBinding | None = PrivateAttr(default=None)
 
     def __init__(self, *, embedder: TWNEmbedder | None = None, **data: Any) -> None:
         if embedder is not None:
@@ -73,10 +81,7 @@ class TWNEmbedding(MultiModalEmbedding):
         self._embedder = embedder or TWNEmbedder.from_pretrained(
             self.model_name, base_model=self.base_model, device=self.device, dtype=self.dtype
         )
-        if self.query_budget is None:
-            self.query_budget = self._embedder.default_budget()
-        if self.document_budget is None:
-            self.document_budget = self._embedder.default_budget()
+        self._settle_budgets()
 
     @classmethod
     def class_name(cls) -> str:
@@ -87,14 +92,40 @@ class TWNEmbedding(MultiModalEmbedding):
         """The loaded model, to share with other objects (``embedder=``)."""
         return self._embedder
 
+    # -- serialisation ------------------------------------------------------------------------
+    def to_dict(self, **kwargs: Any) -> dict[str, Any]:
+        """The settings that decide the vectors, and so ``IngestionPipeline``'s cache key: the
+        budgets' limits without their ledgers (for a bound object, the limits stored now)."""
+        if self._budget_binding is not None:
+            self.budget("query")  # refreshes both budgets from the collection
+        return without_ledgers(super().to_dict(**kwargs))
+
+    def to_json(self, **kwargs: Any) -> str:
+        """What ``from_json`` needs to rebuild this object (not the weights): the budgets with
+        their ledgers, or for a bound object the collection's address and no budgets (they live
+        in the collection)."""
+        data = super().to_dict(**kwargs)
+        return json.dumps(self._without_bound_budgets(data))
+
+    def __getstate__(self) -> dict[str, Any]:
+        # LlamaIndex unpickles by calling __init__ with the fields: a bound object's budgets must
+        # not come back as limits to store, so it carries only the address.
+        state = super().__getstate__()
+        state["__dict__"] = self._without_bound_budgets(dict(state["__dict__"]))
+        return state
+
+    def _without_bound_budgets(self, data: dict[str, Any]) -> dict[str, Any]:
+        if self.budget_collection is not None:
+            data.update(dict.fromkeys(BUDGET_FIELDS.values()))
+        return data
+
     def _encode(
         self, inputs: Sequence[Any], role: str, names: Sequence[str] | None = None, show_progress: bool | None = None
     ) -> list[EmbeddingResult]:
-        return self._embedder.encode(
-            list(inputs),
-            role=role,
+        return self._encode_within_budget(
+            inputs,
+            role,
             names=names,
-            budget=self.query_budget if role == "query" else self.document_budget,
             batch_size=self.embed_batch_size,
             show_progress=self.show_progress if show_progress is None else show_progress,
         )
@@ -136,7 +167,7 @@ class TWNEmbedding(MultiModalEmbedding):
     def __call__(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
         """Embed ``nodes`` as documents (an ``ImageNode`` with an image as that image plus its
         text) and record each node's thought, gate score and thought tokens in its metadata
-        under ``twn_rag.integration.RESULT_METADATA_KEYS``, excluded from the embed and LLM text."""
+        under ``twn_rag.result_metadata.RESULT_METADATA_KEYS``, excluded from the embed and LLM text."""
         if not nodes:
             return nodes
         chunks = [node.get_content(metadata_mode=MetadataMode.EMBED) for node in nodes]
@@ -161,19 +192,16 @@ class TWNEmbedding(MultiModalEmbedding):
 
 def _node_input(node: BaseNode, embed_text: str) -> Any:
     """The ``encode`` input for a node: its embed text, plus its image for an image node."""
-    if isinstance(node, ImageNode) and (node.image or node.image_path or node.image_url):
-        item = image_input(node.resolve_image())
-        if embed_text.strip():
-            item["text"] = embed_text
-        return item
-    return embed_text
+    has_image = isinstance(node, ImageNode) and (node.image or node.image_path or node.image_url)
+    return text_and_image_input(embed_text, node.resolve_image() if has_image else None)
 
 
 def _record_result(node: BaseNode, result: EmbeddingResult) -> None:
     """Store the result's scalars in ``node.metadata``, hidden from the embed and LLM text.
     New key lists are assigned because node parsers share one list between sibling nodes."""
-    node.metadata.update(result_metadata(result))
-    missing_embed = [key for key in RESULT_METADATA_KEYS if key not in node.excluded_embed_metadata_keys]
-    missing_llm = [key for key in RESULT_METADATA_KEYS if key not in node.excluded_llm_metadata_keys]
+    recorded = result_metadata(result)  # the result keys, and the text-truncation keys when cut
+    node.metadata.update(recorded)
+    missing_embed = [key for key in recorded if key not in node.excluded_embed_metadata_keys]
+    missing_llm = [key for key in recorded if key not in node.excluded_llm_metadata_keys]
     node.excluded_embed_metadata_keys = [*node.excluded_embed_metadata_keys, *missing_embed]
     node.excluded_llm_metadata_keys = [*node.excluded_llm_metadata_keys, *missing_llm]
