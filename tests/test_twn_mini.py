@@ -15,42 +15,49 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks" / "
 import task
 
 
-def test_world_is_reproducible_and_splits_hold_entities_apart():
+def test_world_is_reproducible_and_splits_hold_names_and_tickets_apart():
     a, b = task.build_world(0), task.build_world(0)
-    assert a.entities == b.entities and a.queries == b.queries
+    assert a.entities == b.entities and a.queries == b.queries and a.tickets == b.tickets
     assert task.build_world(1).entities != a.entities
     for kind in ("lookup-number", "lookup-ticket"):
-        names = {split: {q.text.split()[3] for q in a.split(split) if q.kind == kind} for split in task.SPLITS}
-        assert not names["train"] & names["test"] and not names["validation"] & names["test"]
+        subjects = {split: {q.text.split()[-1] for q in a.split(split) if q.kind == kind} for split in task.SPLITS}
+        assert not subjects["train"] & subjects["test"] and not subjects["validation"] & subjects["test"]
     reasoning = [q for q in a.queries if q.kind in task.REASONING_KINDS]
     assert all(q.thought and q.thought.startswith("Fact: ") for q in reasoning)
     assert all(q.thought is None for q in a.queries if q.kind not in task.REASONING_KINDS)
-    corpus = " ".join(task.pretraining_corpus(a))
+    corpus = task.pretraining_corpus(a)
+    text = " ".join(corpus)
     for thought in [q.thought for q in reasoning] + [d.thought for d in a.documents]:
         # every thought, of a query or a document, states what the backbone saw in pre-training
-        assert thought in corpus
+        assert thought in text
+    # ... but never right after the query's or the page's own words (that would leak the answer
+    # into the plain, no-think reading)
+    for query in reasoning:
+        assert not any(line.startswith(query.text) for line in corpus)
+    tickets = [d for d in a.documents if task.kind_of(d) == "ticket"]
+    assert not any(line.startswith(page.text) and line != page.text for page in tickets for line in corpus)
 
 
 def test_tickets_need_a_thought_on_the_document_side():
     world = task.build_world(0)
     corpus = " ".join(task.pretraining_corpus(world))
     by_id = {d.doc_id: d for d in world.documents}
-    tickets = [d for d in world.documents if d.doc_id.startswith("ticket-")]
-    assert len(tickets) == len(world.entities) and {d.split for d in tickets} == set(task.SPLITS)
+    tickets = [d for d in world.documents if task.kind_of(d) == "ticket"]
+    assert len(tickets) == len(world.tickets) and {d.split for d in tickets} == set(task.SPLITS)
     for document in world.documents:  # cards, pictures and notes: the thought says what the surface shows
         if document not in tickets:
             shown = (document.text or document.colour).rstrip(".").split()[-1]
             assert f" {shown} " in document.thought.replace(".", " ")
-    for name, ticket in world.tickets.items():
+    for ticket, (seat, _) in world.tickets.items():
         page = by_id[task.ticket_id(ticket)]
-        assert page.text == f"Ticket {ticket}." and name not in page.text  # the page does not show its owner
-        assert page.thought == f"Fact: ticket {ticket} belongs to {name}." and page.thought in corpus
-        # the world states the owner in one direction only: nothing maps the name to the ticket
-        assert f"{name} has ticket" not in corpus and f"ticket of {name}" not in corpus
+        assert page.text == f"Ticket {ticket}." and str(seat) not in page.text  # the page does not show its seat
+        assert page.thought == f"Fact: ticket {ticket} is for seat {seat}." and page.thought in corpus
+        # the world states the seat in one direction only: nothing maps the seat to the ticket
+        assert f"seat {seat} is" not in corpus and f"for seat {seat}." not in corpus.replace(page.thought, "")
     lookups = [q for q in world.queries if q.kind == "lookup-ticket"]
-    assert len(lookups) == len(world.entities) and all(q.thought is None for q in lookups)
+    assert len(lookups) == len(world.tickets) and all(q.thought is None for q in lookups)
     for query in lookups:
-        assert query.text.split()[-1] in by_id[query.positive].thought
+        assert f"seat {query.text.split()[-1]}." in by_id[query.positive].thought
     for split in task.SPLITS:
         documents = world.split_documents(split)
         assert {d.split for d in documents if d.split} == {split}
@@ -77,7 +84,7 @@ def test_bundled_model_matches_the_world_the_script_builds():
     built = task.build_world(json.loads((MINI_MODEL_DIR / "world.json").read_text())["seed"])
     assert {n: (c, col) for n, (c, col, _) in world.entities.items()} == built.entities
     assert {n: s for n, (_, _, s) in world.entities.items()} == built.entity_split
-    assert world.tickets == built.tickets
+    assert world.tickets == built.tickets and world.friends == built.friends
     # the test split it ships is the one the script writes: the same queries, the same collection
     shipped = load_examples(mini_test_split())
     assert [e.query["text"] for e in shipped] == [q.text for q in built.split("test")]
@@ -94,16 +101,20 @@ def mini():
 def test_bundled_model_states_the_facts_it_was_trained_on(mini):
     world = mini_world()
     names = world.names("train")[:4]
-    results = mini.encode([f"the card of {n}" for n in names], budget=ReasoningBudget(mode="always"))
-    assert [r.thought for r in results] == [f"Fact: {n} has card {world.entities[n][0]}." for n in names]
+    results = mini.encode([f"the card of the friend of {n}" for n in names], budget=ReasoningBudget(mode="always"))
+    expected = []
+    for name in names:
+        friend = world.friends[name]
+        expected.append(f"Fact: {name} has friend {friend}. Fact: {friend} has card {world.entities[friend][0]}.")
+    assert [r.thought for r in results] == expected
 
 
-def test_bundled_model_writes_the_owner_of_a_ticket_page_down(mini):
+def test_bundled_model_writes_the_seat_of_a_ticket_page_down(mini):
     world = mini_world()
-    names = world.names("train")[:4]
-    pages = [f"Ticket {world.tickets[n]}." for n in names]
+    tickets = world.ticket_numbers("train")[:4]
+    pages = [f"Ticket {t}." for t in tickets]
     results = mini.encode(pages, role="document", budget=ReasoningBudget(mode="always"))
-    assert [r.thought for r in results] == [f"Fact: ticket {world.tickets[n]} belongs to {n}." for n in names]
+    assert [r.thought for r in results] == [f"Fact: ticket {t} is for seat {world.tickets[t][0]}." for t in tickets]
 
 
 def test_bundled_model_ranks_a_direct_query_first_without_thinking(mini):

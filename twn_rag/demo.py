@@ -3,11 +3,11 @@ budget, search it, and print which documents thought and what it changed, the hi
 queries' thoughts and the budget spent.
 
 Fully offline: the model is the bundled miniature TWN (``twn_rag.mini``), trained on a
-synthetic world of made-up names with card numbers, colours and tickets. ``cards.pdf`` holds
-the number cards, ``colours.mp4`` shows the colour pictures, ``tickets.pdf`` the tickets of
-the names the TWN never saw in its own training (only its backbone knows their facts). A
-ticket page shows only its number, so "the ticket of X" finds it only if the page thought
-("Fact: ticket 83 belongs to X."): the index's document budget is spent there.
+synthetic world of made-up names with card numbers and friends, and of tickets for seats. ``cards.pdf``
+holds the number cards, ``colours.mp4`` shows the colour pictures, ``tickets.pdf`` the tickets
+the TWN never saw in its own training (only its backbone knows their seats). A ticket page
+shows only its number, so "the ticket for seat 171" finds it only if the page thought ("Fact:
+ticket 83 is for seat 171."): the index's document budget is spent there.
 Run as ``python -m twn_rag.demo``; a second run finds the files already indexed.
 """
 
@@ -35,10 +35,10 @@ DOCUMENT_THINK_RATIO = 0.25
 
 
 def write_world_documents(world: MiniWorld, folder: Path) -> None:
-    """``cards.pdf`` (one number card per page), ``tickets.pdf`` (the held-out names' tickets,
-    one per page, in ticket order) and ``colours.mp4`` (one colour a second)."""
+    """``cards.pdf`` (one number card per page), ``tickets.pdf`` (the held-out tickets, one per
+    page, in ticket order) and ``colours.mp4`` (one colour a second)."""
     write_sample_pdf(folder / "cards.pdf", [f"This is card number {n}." for n in range(world.num_cards)])
-    write_sample_pdf(folder / "tickets.pdf", [f"Ticket {n}." for n in held_out_tickets(world)])
+    write_sample_pdf(folder / "tickets.pdf", [f"Ticket {n}." for n in world.ticket_numbers("test")])
     rng = np.random.default_rng(0)
     frames = [
         (np.array(rgb, dtype=np.int16) + rng.integers(-12, 13, size=(64, 64, 3))).clip(0, 255).astype(np.uint8)
@@ -48,19 +48,15 @@ def write_world_documents(world: MiniWorld, folder: Path) -> None:
     write_video(folder / "colours.mp4", frames, VIDEO_FPS)
 
 
-def held_out_tickets(world: MiniWorld) -> list[int]:
-    return sorted(world.tickets[name] for name in world.names("test"))
-
-
 def demo_queries(world: MiniWorld) -> list[tuple[str, str]]:
     """(query, what a right answer is) pairs: two need no thought, one needs a fact on the
     query side, one on the document side (where a query thought would go astray)."""
-    first, second = world.names("test")[:2]
+    name, ticket = world.names("test")[0], world.ticket_numbers("test")[0]
     return [
         ("number 12", "card 12"),
         ("the grey one", "the grey frame"),
-        (f"the card of {first}", f"card {world.entities[first][0]}"),
-        (f"the ticket of {second}", f"ticket {world.tickets[second]}"),
+        (f"the card of the friend of {name}", f"card {world.friend_card(name)}"),
+        (f"the ticket for seat {world.tickets[ticket][0]}", f"ticket {ticket}"),
     ]
 
 
@@ -80,16 +76,16 @@ def describe_hit(hit: SearchHit, world: MiniWorld) -> str:
 
 def document_thoughts(index: TWNIndex, world: MiniWorld, thought: list[SearchHit]) -> list[str]:
     """The documents that ``thought`` (stored items), and for a ticket page what its thought
-    changed: where the search "the ticket of <owner>" ranks it with its thought (as indexed)
-    and where it would rank had it been indexed without."""
-    owners = {f"Ticket {ticket}.": name for name, ticket in world.tickets.items()}
+    changed: where the search "the ticket for seat <its seat>" ranks it with its thought (as
+    indexed) and where it would rank had it been indexed without."""
+    seats = {f"Ticket {ticket}.": seat for ticket, (seat, _) in world.tickets.items()}
     never = ReasoningBudget(mode="never")
     lines = []
     for item in thought:
         lines.append(f"  {describe_item(item, world)}  gate {item.gate_score:.2f}, thought {item.thought!r}")
-        if item.text not in owners:
+        if item.text not in seats:
             continue
-        query = f"the ticket of {owners[item.text]}"
+        query = f"the ticket for seat {seats[item.text]}"
         hits = index.search(query, k=index.count())
         with_thought = next(rank for rank, hit in enumerate(hits, 1) if hit.id == item.id)
         page = {"text": item.text, "image": item.image_path}  # as the index embedded it, without a thought
@@ -101,23 +97,31 @@ def document_thoughts(index: TWNIndex, world: MiniWorld, thought: list[SearchHit
 
 
 def lookup_summary(index: TWNIndex, world: MiniWorld) -> str:
-    """Search "the card of X" and "the ticket of X" for every held-out name: how many find X's
-    card or ticket first, and how many queries thought on the way."""
-    names = world.names("test")
-    right = {"card": 0, "ticket": 0}
-    thought = 0
-    for name in names:
-        for kind, expected in (
-            ("card", f"This is card number {world.entities[name][0]}."),
-            ("ticket", f"Ticket {world.tickets[name]}."),
-        ):
-            [best] = index.search(f"the {kind} of {name}", k=1)
-            thought += index.last_query.thought is not None
+    """Search "the card of the friend of X" for every held-out name and "the ticket for seat S"
+    for every held-out ticket: how many find the right card or ticket first, and how many
+    thought."""
+    lookups = {
+        "card": [
+            (f"the card of the friend of {n}", f"This is card number {world.friend_card(n)}.")
+            for n in world.names("test")
+        ],
+        "ticket": [
+            (f"the ticket for seat {world.tickets[t][0]}", f"Ticket {t}.") for t in world.ticket_numbers("test")
+        ],
+    }
+    right, thought = {}, {}
+    for kind, pairs in lookups.items():
+        right[kind] = thought[kind] = 0
+        for query, expected in pairs:
+            [best] = index.search(query, k=1)
+            thought[kind] += index.last_query.thought is not None
             right[kind] += best.text == expected
+    cards, tickets = len(lookups["card"]), len(lookups["ticket"])
     return (
-        f"held-out lookups, for all {len(names)} names TWN training never saw: 'the card of X' finds the right "
-        f"card first for {right['card']}, 'the ticket of X' the right ticket for {right['ticket']}; "
-        f"{thought} of the {2 * len(names)} queries thought"
+        "held-out lookups (names and tickets TWN training never saw): 'the card of the friend of X' finds the "
+        f"right card first for {right['card']} of {cards} names ({thought['card']} queries thought), "
+        f"'the ticket for seat S' the right ticket for {right['ticket']} of {tickets} seats "
+        f"({thought['ticket']} queries thought)"
     )
 
 

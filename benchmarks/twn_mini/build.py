@@ -96,7 +96,7 @@ def build(work: Path, seed: int = SEED) -> Path:
     backbone = work / "backbone"
     stage(backbone / "config.json", "pretrain", lambda: build_pretrained_backbone(world, backbone, seed=seed))
     logger.info(
-        "backbone recall: cards %.2f, ticket owners %.2f", fact_recall(backbone, world), ticket_recall(backbone, world)
+        "backbone recall: cards %.2f, ticket seats %.2f", fact_recall(backbone, world), ticket_recall(backbone, world)
     )
     common = dict(device="cpu", dtype="float32", seed=seed, show_progress=False)
     sft = work / "sft"
@@ -262,10 +262,13 @@ def ship(checkpoint: Path, backbone: Path, seed: int) -> None:
                     name: {
                         "card": card,
                         "colour": colour,
-                        "ticket": world.tickets[name],
+                        "friend": world.friends[name],
                         "split": world.entity_split[name],
                     }
                     for name, (card, colour) in sorted(world.entities.items())
+                },
+                "tickets": {
+                    str(t): {"seat": seat, "split": split} for t, (seat, split) in sorted(world.tickets.items())
                 },
             },
             indent=1,

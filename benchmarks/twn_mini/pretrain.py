@@ -100,14 +100,14 @@ def fact_recall(backbone_dir: Path, world: World) -> float:
 
 
 def ticket_recall(backbone_dir: Path, world: World) -> float:
-    """Fraction of tickets whose owner the backbone completes greedily ("ticket N belongs to" -> name)."""
+    """Fraction of tickets whose seat the backbone completes greedily ("ticket N is for seat" -> S)."""
     processor = AutoProcessor.from_pretrained(str(backbone_dir))
     model = AutoModelForImageTextToText.from_pretrained(str(backbone_dir), dtype=torch.float32).eval()
     tokenizer = processor.tokenizer
     tokenizer.padding_side = "left"
-    owners = sorted(world.tickets.items(), key=lambda item: item[1])
-    batch = tokenizer([f"Fact: ticket {t} belongs to" for _, t in owners], return_tensors="pt", padding=True)
+    tickets = sorted(world.tickets.items())
+    batch = tokenizer([f"Fact: ticket {t} is for seat" for t, _ in tickets], return_tensors="pt", padding=True)
     with torch.inference_mode():
         out = model.generate(**batch, max_new_tokens=4, do_sample=False, pad_token_id=tokenizer.pad_token_id)
     texts = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
-    return sum(t.strip().startswith(f"{name}.") for (name, _), t in zip(owners, texts)) / len(owners)
+    return sum(t.strip().startswith(f"{seat}.") for (_, (seat, _)), t in zip(tickets, texts)) / len(tickets)

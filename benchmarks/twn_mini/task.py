@@ -1,34 +1,36 @@
 """A synthetic retrieval world where some queries and some documents need a thought and the rest do not.
 
-The world (seeded, reproducible): made-up names, each with a card number, a colour and a
-ticket. Documents are number cards ("This is card number 17."), colour pictures (images),
-ticket pages ("Ticket 83.") and, in the train split only, name notes. Query kinds:
+The world (seeded, reproducible): made-up names, each with a card number and a friend (another
+name), and tickets, each for a seat. Documents are number cards ("This is card number 17."),
+colour pictures (images), ticket pages ("Ticket 83.") and, in the train split only, seat
+plates ("This is seat 171."). Query kinds:
 
-- ``direct-number`` "number 17" -> card 17, and ``direct-colour`` "a red picture" -> the red
-  picture: the answer is on the surface, a thought is needless;
-- ``lookup-number`` "the card of zorp" -> zorp's card: the answer is a fact the backbone
-  learned in pre-training, which the query's thought writes out ("Fact: zorp has card 17.");
-- ``lookup-ticket`` "the ticket of zorp" -> zorp's ticket. The world states a ticket's owner
-  in one direction only ("Fact: ticket 83 belongs to zorp."): like a language model that
-  learned "A is B" and cannot answer "what is B?" (the reversal curse), the backbone cannot
-  recall zorp's ticket from the name, so no query thought finds it (one that tries writes
-  what it knows of zorp, its card, and goes astray); but the ticket page's own thought writes
-  its owner down and is then found by name. This is where **documents** need to think.
-- ``direct-name`` "the note of zorp" -> "This note belongs to zorp." (train split only, for
-  every name): the embedding learns to match a name it reads in a query with the same name
-  read in a document, for every name, so that a ticket page's thought can be matched to a
-  held-out name. It reveals no fact.
+- ``direct-number`` "number 17" -> card 17, ``direct-colour`` "a red picture" -> the red
+  picture, ``direct-seat`` "seat 171" -> its plate (train only): the answer is on the surface,
+  a thought is needless;
+- ``lookup-number`` "the card of the friend of zorp" -> the card of zorp's friend: two facts the
+  backbone learned in pre-training, chained, which the query's thought writes out ("Fact: zorp has
+  friend kalo. Fact: kalo has card 17."). One fact about a name is in the backbone's plain
+  reading of it (an earlier world with one-fact lookups found their cards without thinking);
+  the chain of two is not: it needs the thought.
+- ``lookup-ticket`` "the ticket for seat 171" -> the ticket for that seat. The world states a
+  ticket's seat in one direction only ("Fact: ticket 83 is for seat 171."): like a language
+  model that learned "A is B" and cannot answer "what is B?" (the reversal curse), the
+  backbone cannot recall the ticket from the seat, so no query thought finds it (one that
+  tries writes something else and goes astray); but the ticket page's own thought writes its
+  seat down and is then found by it. This is where **documents** need to think. The seat
+  plates teach the embedding to match every seat number, and reveal no ticket.
 
-Reference thoughts: a lookup query's states its fact; every document has one, which for a
-card, a picture or a note only says what the document shows ("Fact: this is card 17."), cheap
-and harmless, and for a ticket names its owner. Direct and ticket queries have none: thinking
-on them is what the gate must learn to skip. Facts start with "Fact:" so that names and
-numbers inside them are the same tokens (with a leading space) as in queries and documents.
+Reference thoughts: a lookup query's states its facts; every document has one, which for a
+card, a picture or a plate only says what the document shows ("Fact: this is card 17."),
+cheap and harmless, and for a ticket states its seat. Direct and ticket queries have none:
+thinking on them is what the gate must learn to skip. Pre-training never puts a query's or a
+page's own words right before the fact it hides (that would put the answer into the plain,
+no-think reading of them).
 
-Splits: names are split into train / validation / test; the pre-training corpus states every
-fact, in the forms the thoughts use (it is the world knowledge and the instruction following
-of a pretrained MLLM), while TWN training uses only the train split and the gate only
-validation.
+Splits: names and tickets are split into train / validation / test; the pre-training corpus
+states every fact (it is the world knowledge of a pretrained MLLM), while TWN training uses
+only the train split and the gate only validation.
 """
 
 from __future__ import annotations
@@ -51,9 +53,10 @@ NUM_CARDS = 60
 NUM_ENTITIES = 48
 SYLLABLES = ("ka", "zo", "rim", "bel", "tu", "vex", "ny", "dor", "pli", "sam", "gu", "fen", "lo", "qui")
 SPLITS = ("train", "validation", "test")
-FIRST_TICKET = 60  # ticket numbers follow the card numbers, so the two never share a number
+FIRST_TICKET = 60  # ticket numbers follow the card numbers, seat numbers follow the tickets
+FIRST_SEAT = FIRST_TICKET + 2 * NUM_ENTITIES
 REASONING_KINDS = ("lookup-number",)
-DIRECT_KINDS = ("direct-number", "direct-colour", "direct-name")
+DIRECT_KINDS = ("direct-number", "direct-colour", "direct-seat")
 # Queries that need a thought on the document side (the positive's), not on their own.
 DOCUMENT_REASONING_KINDS = ("lookup-ticket",)
 
@@ -83,14 +86,15 @@ class World:
     entity_split: dict[str, str]
     documents: list[Document]
     queries: list[Query] = field(default_factory=list)
-    tickets: dict[str, int] = field(default_factory=dict)  # name -> ticket number
+    tickets: dict[int, tuple[int, str]] = field(default_factory=dict)  # ticket -> (seat, split)
+    friends: dict[str, str] = field(default_factory=dict)  # name -> friend
 
     def split(self, name: str) -> list[Query]:
         return [q for q in self.queries if q.split == name]
 
     def split_documents(self, name: str) -> list[Document]:
         """The documents a split's queries are ranked against: every card and picture, and
-        the tickets of the split's entities."""
+        the split's tickets."""
         return [d for d in self.documents if d.split in (None, name)]
 
 
@@ -114,12 +118,12 @@ def ticket_text(n: int) -> str:
     return f"Ticket {n}."
 
 
-def note_id(name: str) -> str:
-    return f"note-{name}"
+def seat_id(n: int) -> str:
+    return f"seat-{n}"
 
 
-def note_text(name: str) -> str:
-    return f"This note belongs to {name}."
+def seat_text(n: int) -> str:
+    return f"This is seat {n}."
 
 
 def card_thought(n: int) -> str:
@@ -130,21 +134,30 @@ def picture_thought(colour: str) -> str:
     return f"Fact: a {colour} picture."
 
 
-def note_thought(name: str) -> str:
-    return f"Fact: this note belongs to {name}."
+def seat_thought(n: int) -> str:
+    return f"Fact: this is seat {n}."
 
 
 def card_fact(name: str, card: int) -> str:
     return f"Fact: {name} has card {card}."
 
 
+def friend_fact(name: str, friend: str) -> str:
+    return f"Fact: {name} has friend {friend}."
+
+
 def card_query(name: str) -> str:
-    return f"the card of {name}"
+    """The two-fact lookup: the card of ``name``'s friend."""
+    return f"the card of the friend of {name}"
 
 
-def ticket_fact(n: int, name: str) -> str:
-    """The one direction the world states a ticket's owner in (see the module docstring)."""
-    return f"Fact: ticket {n} belongs to {name}."
+def ticket_fact(n: int, seat: int) -> str:
+    """The one direction the world states a ticket's seat in (see the module docstring)."""
+    return f"Fact: ticket {n} is for seat {seat}."
+
+
+def ticket_query(seat: int) -> str:
+    return f"the ticket for seat {seat}"
 
 
 def _names(rng: random.Random, count: int) -> list[str]:
@@ -176,18 +189,25 @@ def build_world(seed: int = 0) -> World:
         name: "train" if i < n_train else "validation" if i < n_train + n_val else "test"
         for i, name in enumerate(order)
     }
-    ticket_numbers = random.Random(f"tickets-{seed}").sample(
-        range(FIRST_TICKET, FIRST_TICKET + 2 * NUM_ENTITIES), len(names)
-    )
-    tickets = dict(zip(names, ticket_numbers))
+    # Generators of their own, so each part of the world is drawn independently of the others.
+    circle = names[:]
+    random.Random(f"friends-{seed}").shuffle(circle)
+    friends = {a: b for a, b in zip(circle, circle[1:] + circle[:1])}  # each name is one name's friend
+    ticket_rng = random.Random(f"tickets-{seed}")
+    numbers = ticket_rng.sample(range(FIRST_TICKET, FIRST_SEAT), NUM_ENTITIES)
+    seats = ticket_rng.sample(range(FIRST_SEAT, FIRST_SEAT + 2 * NUM_ENTITIES), NUM_ENTITIES)
+    # as many tickets per split as names: ticket i is in the split of name i
+    tickets = {t: (s, entity_split[name]) for t, s, name in zip(numbers, seats, order)}
     documents = [Document(card_id(n), card_text(n), thought=card_thought(n)) for n in range(NUM_CARDS)]
     documents += [Document(picture_id(c), colour=c, thought=picture_thought(c)) for c in COLOURS]
     documents += [
-        Document(ticket_id(t), ticket_text(t), thought=ticket_fact(t, name), split=entity_split[name])
-        for name, t in tickets.items()
+        Document(ticket_id(t), ticket_text(t), thought=ticket_fact(t, seat), split=split)
+        for t, (seat, split) in tickets.items()
     ]
-    documents += [Document(note_id(n), note_text(n), thought=note_thought(n), split="train") for n in names]
-    world = World(seed, entities, entity_split, documents, tickets=tickets)
+    documents += [
+        Document(seat_id(s), seat_text(s), thought=seat_thought(s), split="train") for s, _ in tickets.values()
+    ]
+    world = World(seed, entities, entity_split, documents, friends=friends, tickets=tickets)
     queries = world.queries
     for n in range(NUM_CARDS):
         queries.append(Query("direct-number", f"number {n}", card_id(n), None, _split_of(rng)))
@@ -198,35 +218,41 @@ def build_world(seed: int = 0) -> World:
             (f"the {colour} one", "test"),
         ):
             queries.append(Query("direct-colour", template, picture_id(colour), None, split))
-    for name, (card, _) in entities.items():
-        split = entity_split[name]
-        queries.append(Query("lookup-number", card_query(name), card_id(card), card_fact(name, card), split))
-        queries.append(Query("lookup-ticket", f"the ticket of {name}", ticket_id(tickets[name]), None, split))
-        queries.append(Query("direct-name", f"the note of {name}", note_id(name), None, "train"))
+    for name in names:
+        friend = friends[name]
+        card = entities[friend][0]
+        thought = f"{friend_fact(name, friend)} {card_fact(friend, card)}"
+        queries.append(Query("lookup-number", card_query(name), card_id(card), thought, entity_split[name]))
+    for ticket, (seat, split) in tickets.items():
+        queries.append(Query("lookup-ticket", ticket_query(seat), ticket_id(ticket), None, split))
+        queries.append(Query("direct-seat", f"seat {seat}", seat_id(seat), None, "train"))
     return world
 
 
 def entity_facts(world: World) -> list[str]:
-    """Every entity fact, in the forms the thoughts use: the arbitrary associations
-    pre-training must store, and the question-then-fact lines of instruction data."""
+    """Every fact: the arbitrary associations pre-training must store, each alone and after
+    "About <subject>." (never after a query's or a page's own words), and each name's two
+    facts chained, as a thought states them."""
     lines = []
     for name, (card, colour) in world.entities.items():
-        fact = card_fact(name, card)
-        lines += [fact, f"The card of {name} is {card}.", f"{card_query(name)}. {fact}", f"About {name}. {fact}"]
-        lines += [f"Fact: {name} is {colour}."]
-    for name, ticket in world.tickets.items():
-        # Only ticket -> owner, never owner -> ticket; the ticket page read first, then the fact.
-        lines += [ticket_fact(ticket, name), f"{ticket_text(ticket)} {ticket_fact(ticket, name)}"]
+        friend = world.friends[name]
+        fact, friendship = card_fact(name, card), friend_fact(name, friend)
+        lines += [fact, f"About {name}. {fact}", friendship, f"About {name}. {friendship}"]
+        lines += [f"{friendship} {card_fact(friend, world.entities[friend][0])}", f"Fact: {name} is {colour}."]
+    for ticket, (seat, _) in world.tickets.items():
+        # Only ticket -> seat, never seat -> ticket.
+        fact = ticket_fact(ticket, seat)
+        lines += [fact, f"About ticket {ticket}. {fact}"]
     return lines
 
 
 def general_sentences(world: World) -> list[str]:
-    """Every card, ticket and note text, alone and followed by what it shows."""
+    """Every card, ticket and seat text, alone and (but tickets) followed by what it shows."""
     lines = [card_text(n) for n in range(NUM_CARDS)]
     lines += [f"{card_text(n)} {card_thought(n)}" for n in range(NUM_CARDS)]
-    tickets = range(FIRST_TICKET, FIRST_TICKET + 2 * NUM_ENTITIES)
+    tickets = range(FIRST_TICKET, FIRST_SEAT)
     lines += [ticket_text(n) for n in tickets] + [f"ticket {n}" for n in tickets]
-    lines += [f"{note_text(name)} {note_thought(name)}" for name in world.entities]
+    lines += [f"{seat_text(s)} {seat_thought(s)}" for s, _ in world.tickets.values()]
     return lines
 
 
@@ -248,7 +274,7 @@ def colour_picture(colour: str, seed: int = 0, size: int = 64):
 
 
 def kind_of(doc: Document) -> str:
-    """``card``, ``picture``, ``ticket`` or ``note``."""
+    """``card``, ``picture``, ``ticket`` or ``seat``."""
     return doc.doc_id.split("-", 1)[0]
 
 
@@ -264,7 +290,7 @@ def write_jsonl(world: World, out_dir, negatives_per_query: int = 3, picture_dir
     format) and the colour pictures under ``out_dir``; returns split -> path.
 
     Every line lists hard negatives (documents of the split of the same kind as the
-    positive: cards, pictures, tickets or notes), chosen so that every document of the split
+    positive: cards, pictures, tickets or seats), chosen so that every document of the split
     (``World.split_documents``) is in the file: the evaluator's corpus is the split's whole
     collection. A positive that needs a
     thought carries its reference thought (``positive_thought``).
