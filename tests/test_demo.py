@@ -44,7 +44,7 @@ def test_demo_indexes_searches_and_reports_the_budget(tmp_path):
     thought = re.findall(r"^  (\S+) (?:page \d+  '(.*)'|t=\d+s  .*)  gate \d\.\d\d, thought '(.*)'$", first, re.M)
     assert len(thought) == int(count) and f"document budget: thought {count}/{items} items" in first
     ranked = re.findall(
-        r"^      'the ticket for seat (\d+)' ranks it (\d+) with its thought, (\d+) without$", first, re.M
+        r"^      'the ticket for hall (\d+)' ranks it (\d+) with its thought, (\d+) without$", first, re.M
     )
     assert len(ranked) == sum(source == "tickets.pdf" for source, _, _ in thought)
     assert all(1 <= int(a) <= items and 1 <= int(b) <= items for _, a, b in ranked)
@@ -60,7 +60,7 @@ def test_demo_indexes_searches_and_reports_the_budget(tmp_path):
     assert "'This is card number 12.'" in hits[0]  # "number 12" needs no thought
     summary = re.search(
         r"'the card of the friend of X' finds the right card first for (\d+) of (\d+) names \((\d+) queries thought\), "
-        r"'the ticket for seat S' the right ticket for (\d+) of (\d+) seats \((\d+) queries thought\)",
+        r"'the ticket for hall H' the right ticket for (\d+) of (\d+) halls \((\d+) queries thought\)",
         first,
     )
     assert summary and (int(summary[2]), int(summary[5])) == (names, tickets)

@@ -48,16 +48,17 @@ def test_tickets_need_a_thought_on_the_document_side():
         if document not in tickets:
             shown = (document.text or document.colour).rstrip(".").split()[-1]
             assert f" {shown} " in document.thought.replace(".", " ")
-    for ticket, (seat, _) in world.tickets.items():
+    for ticket, (seat, hall, _) in world.tickets.items():
         page = by_id[task.ticket_id(ticket)]
-        assert page.text == f"Ticket {ticket}." and str(seat) not in page.text  # the page does not show its seat
-        assert page.thought == f"Fact: ticket {ticket} is for seat {seat}." and page.thought in corpus
-        # the world states the seat in one direction only: nothing maps the seat to the ticket
-        assert f"seat {seat} is" not in corpus and f"for seat {seat}." not in corpus.replace(page.thought, "")
+        assert page.text == f"Ticket {ticket}." and f" {hall}" not in page.text  # the page does not show its hall
+        assert page.thought == f"Fact: ticket {ticket} is for seat {seat}. Fact: seat {seat} is in hall {hall}."
+        assert page.thought in corpus
+        # the world states the chain in one direction only: nothing maps a hall to its seat or ticket
+        assert f"hall {hall} is" not in corpus and f"hall {hall} has" not in corpus
     lookups = [q for q in world.queries if q.kind == "lookup-ticket"]
     assert len(lookups) == len(world.tickets) and all(q.thought is None for q in lookups)
     for query in lookups:
-        assert f"seat {query.text.split()[-1]}." in by_id[query.positive].thought
+        assert by_id[query.positive].thought.endswith(f"hall {query.text.split()[-1]}.")
     for split in task.SPLITS:
         documents = world.split_documents(split)
         assert {d.split for d in documents if d.split} == {split}
@@ -109,12 +110,16 @@ def test_bundled_model_states_the_facts_it_was_trained_on(mini):
     assert [r.thought for r in results] == expected
 
 
-def test_bundled_model_writes_the_seat_of_a_ticket_page_down(mini):
+def test_bundled_model_writes_the_hall_of_a_ticket_page_down(mini):
     world = mini_world()
     tickets = world.ticket_numbers("train")[:4]
     pages = [f"Ticket {t}." for t in tickets]
     results = mini.encode(pages, role="document", budget=ReasoningBudget(mode="always"))
-    assert [r.thought for r in results] == [f"Fact: ticket {t} is for seat {world.tickets[t][0]}." for t in tickets]
+    expected = []
+    for ticket in tickets:
+        seat, hall, _ = world.tickets[ticket]
+        expected.append(f"Fact: ticket {ticket} is for seat {seat}. Fact: seat {seat} is in hall {hall}.")
+    assert [r.thought for r in results] == expected
 
 
 def test_bundled_model_ranks_a_direct_query_first_without_thinking(mini):

@@ -3,11 +3,12 @@ budget, search it, and print which documents thought and what it changed, the hi
 queries' thoughts and the budget spent.
 
 Fully offline: the model is the bundled miniature TWN (``twn_rag.mini``), trained on a
-synthetic world of made-up names with card numbers and friends, and of tickets for seats. ``cards.pdf``
+synthetic world of made-up names with card numbers and friends, and of tickets for seats in halls. ``cards.pdf``
 holds the number cards, ``colours.mp4`` shows the colour pictures, ``tickets.pdf`` the tickets
-the TWN never saw in its own training (only its backbone knows their seats). A ticket page
-shows only its number, so "the ticket for seat 171" finds it only if the page thought ("Fact:
-ticket 83 is for seat 171."): the index's document budget is spent there.
+the TWN never saw in its own training (only its backbone knows their seats and halls). A
+ticket page shows only its number, so "the ticket for hall 301" finds it only if the page
+thought ("Fact: ticket 83 is for seat 171. Fact: seat 171 is in hall 301."): the index's
+document budget is spent there.
 Run as ``python -m twn_rag.demo``; a second run finds the files already indexed.
 """
 
@@ -56,7 +57,7 @@ def demo_queries(world: MiniWorld) -> list[tuple[str, str]]:
         ("number 12", "card 12"),
         ("the grey one", "the grey frame"),
         (f"the card of the friend of {name}", f"card {world.friend_card(name)}"),
-        (f"the ticket for seat {world.tickets[ticket][0]}", f"ticket {ticket}"),
+        (f"the ticket for hall {world.tickets[ticket][1]}", f"ticket {ticket}"),
     ]
 
 
@@ -76,16 +77,16 @@ def describe_hit(hit: SearchHit, world: MiniWorld) -> str:
 
 def document_thoughts(index: TWNIndex, world: MiniWorld, thought: list[SearchHit]) -> list[str]:
     """The documents that ``thought`` (stored items), and for a ticket page what its thought
-    changed: where the search "the ticket for seat <its seat>" ranks it with its thought (as
+    changed: where the search "the ticket for hall <its hall>" ranks it with its thought (as
     indexed) and where it would rank had it been indexed without."""
-    seats = {f"Ticket {ticket}.": seat for ticket, (seat, _) in world.tickets.items()}
+    halls = {f"Ticket {ticket}.": hall for ticket, (_, hall, _) in world.tickets.items()}
     never = ReasoningBudget(mode="never")
     lines = []
     for item in thought:
         lines.append(f"  {describe_item(item, world)}  gate {item.gate_score:.2f}, thought {item.thought!r}")
-        if item.text not in seats:
+        if item.text not in halls:
             continue
-        query = f"the ticket for seat {seats[item.text]}"
+        query = f"the ticket for hall {halls[item.text]}"
         hits = index.search(query, k=index.count())
         with_thought = next(rank for rank, hit in enumerate(hits, 1) if hit.id == item.id)
         page = {"text": item.text, "image": item.image_path}  # as the index embedded it, without a thought
@@ -97,7 +98,7 @@ def document_thoughts(index: TWNIndex, world: MiniWorld, thought: list[SearchHit
 
 
 def lookup_summary(index: TWNIndex, world: MiniWorld) -> str:
-    """Search "the card of the friend of X" for every held-out name and "the ticket for seat S"
+    """Search "the card of the friend of X" for every held-out name and "the ticket for hall H"
     for every held-out ticket: how many find the right card or ticket first, and how many
     thought."""
     lookups = {
@@ -106,7 +107,7 @@ def lookup_summary(index: TWNIndex, world: MiniWorld) -> str:
             for n in world.names("test")
         ],
         "ticket": [
-            (f"the ticket for seat {world.tickets[t][0]}", f"Ticket {t}.") for t in world.ticket_numbers("test")
+            (f"the ticket for hall {world.tickets[t][1]}", f"Ticket {t}.") for t in world.ticket_numbers("test")
         ],
     }
     right, thought = {}, {}
@@ -120,7 +121,7 @@ def lookup_summary(index: TWNIndex, world: MiniWorld) -> str:
     return (
         "held-out lookups (names and tickets TWN training never saw): 'the card of the friend of X' finds the "
         f"right card first for {right['card']} of {cards} names ({thought['card']} queries thought), "
-        f"'the ticket for seat S' the right ticket for {right['ticket']} of {tickets} seats "
+        f"'the ticket for hall H' the right ticket for {right['ticket']} of {tickets} halls "
         f"({thought['ticket']} queries thought)"
     )
 

@@ -2,16 +2,17 @@
 pipeline on a synthetic world (``benchmarks/twn_mini``), shipped so that the demo and the
 notebooks show real thoughts and real hits without downloading anything.
 
-The world: made-up names, each with a card number and a friend, and tickets, each for a
-seat. Documents are number cards ("This is card number 17."), colour pictures and ticket
-pages ("Ticket 83."). Its reasoning adapter writes the facts a query needs ("the card of the
-friend of kazo" -> "Fact: kazo has friend lony. Fact: lony has card 17.") and the fact a
-document hides (a ticket page does not show its seat; its thought writes it down, "Fact:
-ticket 83 is for seat 171.", so that "the ticket for seat 171" can find it); its gate skips
-thinking where the answer is on the surface ("number 12", a card page) and where a query
-thought cannot help ("the ticket for seat 171": the backbone knows tickets' seats, not
-seats' tickets). It knows nothing else: use it to see the mechanics, not as a general
-embedder; how it was built and measured is in ``benchmarks/README.md``.
+The world: made-up names, each with a card number and a friend, and tickets, each for a seat
+in a hall. Documents are number cards ("This is card number 17."), colour pictures and
+ticket pages ("Ticket 83."). Its reasoning adapter writes the facts a query needs ("the card
+of the friend of kazo" -> "Fact: kazo has friend lony. Fact: lony has card 17.") and the
+fact a document hides (a ticket page does not show its hall; its thought writes it down,
+"Fact: ticket 83 is for seat 171. Fact: seat 171 is in hall 301.", so that "the ticket for
+hall 301" can find it); its gate skips thinking where the answer is on the surface ("number
+12", a card page) and where a query thought cannot help ("the ticket for hall 301": the
+backbone knows tickets' halls, not halls' tickets). It knows nothing else: use it to see the
+mechanics, not as a general embedder; how it was built and measured is in
+``benchmarks/README.md``.
 """
 
 from __future__ import annotations
@@ -29,13 +30,13 @@ TEST_SPLIT_DIRNAME = "test-split"
 @dataclass(frozen=True)
 class MiniWorld:
     """What the bundled model knows: ``entities`` name -> (card, colour, split), ``friends``
-    name -> friend, ``tickets`` ticket number -> (seat, split), and the RGB value of each
+    name -> friend, ``tickets`` ticket number -> (seat, hall, split), and the RGB value of each
     colour. Names and tickets of the ``test`` split were never seen in TWN training."""
 
     entities: dict[str, tuple[int, str, str]]
     colours: dict[str, tuple[int, int, int]]
     num_cards: int
-    tickets: dict[int, tuple[int, str]]
+    tickets: dict[int, tuple[int, int, str]]
     friends: dict[str, str]
 
     def friend_card(self, name: str) -> int:
@@ -46,7 +47,7 @@ class MiniWorld:
         return sorted(n for n, (_, _, s) in self.entities.items() if s == split)
 
     def ticket_numbers(self, split: str = "test") -> list[int]:
-        return sorted(t for t, (_, s) in self.tickets.items() if s == split)
+        return sorted(t for t, (_, _, s) in self.tickets.items() if s == split)
 
 
 def mini_model_path() -> Path:
@@ -66,7 +67,7 @@ def mini_world() -> MiniWorld:
         entities={name: (e["card"], e["colour"], e["split"]) for name, e in data["entities"].items()},
         colours={name: tuple(rgb) for name, rgb in data["colours"].items()},
         num_cards=data["num_cards"],
-        tickets={int(t): (e["seat"], e["split"]) for t, e in data["tickets"].items()},
+        tickets={int(t): (e["seat"], e["hall"], e["split"]) for t, e in data["tickets"].items()},
         friends={name: e["friend"] for name, e in data["entities"].items()},
     )
 

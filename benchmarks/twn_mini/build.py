@@ -58,7 +58,7 @@ SEED = 0
 MAX_THOUGHT_TOKENS = 24
 SFT_EPOCHS = 45
 # Gate label: thinking raises the margin by more than this.
-GATE_DELTA = 0.02
+GATE_DELTA = 0.25
 RESULTS_FILENAME = "results.json"
 STAGE_SECONDS_FILENAME = "stage_seconds.json"
 MINI_CONFIG = dict(
@@ -268,7 +268,8 @@ def ship(checkpoint: Path, backbone: Path, seed: int) -> None:
                     for name, (card, colour) in sorted(world.entities.items())
                 },
                 "tickets": {
-                    str(t): {"seat": seat, "split": split} for t, (seat, split) in sorted(world.tickets.items())
+                    str(t): {"seat": seat, "hall": hall, "split": split}
+                    for t, (seat, hall, split) in sorted(world.tickets.items())
                 },
             },
             indent=1,

@@ -110,4 +110,4 @@ def ticket_recall(backbone_dir: Path, world: World) -> float:
     with torch.inference_mode():
         out = model.generate(**batch, max_new_tokens=4, do_sample=False, pad_token_id=tokenizer.pad_token_id)
     texts = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
-    return sum(t.strip().startswith(f"{seat}.") for (_, (seat, _)), t in zip(tickets, texts)) / len(tickets)
+    return sum(t.strip().startswith(f"{seat}.") for (_, (seat, _, _)), t in zip(tickets, texts)) / len(tickets)

@@ -1,29 +1,32 @@
 """A synthetic retrieval world where some queries and some documents need a thought and the rest do not.
 
 The world (seeded, reproducible): made-up names, each with a card number and a friend (another
-name), and tickets, each for a seat. Documents are number cards ("This is card number 17."),
-colour pictures (images), ticket pages ("Ticket 83.") and, in the train split only, seat
-plates ("This is seat 171."). Query kinds:
+name), and tickets, each for a seat in a hall. Documents are number cards ("This is card
+number 17."), colour pictures (images), ticket pages ("Ticket 83.") and, in the train split
+only, hall plates ("This is hall 301."). Query kinds:
 
 - ``direct-number`` "number 17" -> card 17, ``direct-colour`` "a red picture" -> the red
-  picture, ``direct-seat`` "seat 171" -> its plate (train only): the answer is on the surface,
+  picture, ``direct-hall`` "hall 301" -> its plate (train only): the answer is on the surface,
   a thought is needless;
 - ``lookup-number`` "the card of the friend of zorp" -> the card of zorp's friend: two facts the
   backbone learned in pre-training, chained, which the query's thought writes out ("Fact: zorp has
   friend kalo. Fact: kalo has card 17."). One fact about a name is in the backbone's plain
   reading of it (an earlier world with one-fact lookups found their cards without thinking);
   the chain of two is not: it needs the thought.
-- ``lookup-ticket`` "the ticket for seat 171" -> the ticket for that seat. The world states a
-  ticket's seat in one direction only ("Fact: ticket 83 is for seat 171."): like a language
-  model that learned "A is B" and cannot answer "what is B?" (the reversal curse), the
-  backbone cannot recall the ticket from the seat, so no query thought finds it (one that
-  tries writes something else and goes astray); but the ticket page's own thought writes its
-  seat down and is then found by it. This is where **documents** need to think. The seat
-  plates teach the embedding to match every seat number, and reveal no ticket.
+- ``lookup-ticket`` "the ticket for hall 301" -> the ticket whose seat is in that hall. The
+  world states the chain in one direction only ("Fact: ticket 83 is for seat 171.", "Fact:
+  seat 171 is in hall 301."): like a language model that learned "A is B" and cannot answer
+  "what is B?" (the reversal curse), the backbone cannot recall the ticket from the hall, so
+  no query thought finds it (one that tries writes something else and goes astray); but the
+  ticket page's own thought writes the chain down ("Fact: ticket 83 is for seat 171. Fact:
+  seat 171 is in hall 301.") and the page is then found by its hall. This is where
+  **documents** need to think. The hall plates teach the embedding to match every hall
+  number, and reveal no ticket. (With one fact, ticket -> seat, and seat plates, the plain
+  reading of a ticket page already carried its seat: found without thinking.)
 
 Reference thoughts: a lookup query's states its facts; every document has one, which for a
 card, a picture or a plate only says what the document shows ("Fact: this is card 17."),
-cheap and harmless, and for a ticket states its seat. Direct and ticket queries have none:
+cheap and harmless, and for a ticket states its chain. Direct and ticket queries have none:
 thinking on them is what the gate must learn to skip. Pre-training never puts a query's or a
 page's own words right before the fact it hides (that would put the answer into the plain,
 no-think reading of them).
@@ -53,10 +56,13 @@ NUM_CARDS = 60
 NUM_ENTITIES = 48
 SYLLABLES = ("ka", "zo", "rim", "bel", "tu", "vex", "ny", "dor", "pli", "sam", "gu", "fen", "lo", "qui")
 SPLITS = ("train", "validation", "test")
-FIRST_TICKET = 60  # ticket numbers follow the card numbers, seat numbers follow the tickets
+# Ticket numbers follow the card numbers, seat numbers the tickets, hall numbers the seats:
+# no two kinds share a number.
+FIRST_TICKET = 60
 FIRST_SEAT = FIRST_TICKET + 2 * NUM_ENTITIES
+FIRST_HALL = FIRST_SEAT + 2 * NUM_ENTITIES
 REASONING_KINDS = ("lookup-number",)
-DIRECT_KINDS = ("direct-number", "direct-colour", "direct-seat")
+DIRECT_KINDS = ("direct-number", "direct-colour", "direct-hall")
 # Queries that need a thought on the document side (the positive's), not on their own.
 DOCUMENT_REASONING_KINDS = ("lookup-ticket",)
 
@@ -86,7 +92,7 @@ class World:
     entity_split: dict[str, str]
     documents: list[Document]
     queries: list[Query] = field(default_factory=list)
-    tickets: dict[int, tuple[int, str]] = field(default_factory=dict)  # ticket -> (seat, split)
+    tickets: dict[int, tuple[int, int, str]] = field(default_factory=dict)  # ticket -> (seat, hall, split)
     friends: dict[str, str] = field(default_factory=dict)  # name -> friend
 
     def split(self, name: str) -> list[Query]:
@@ -118,12 +124,12 @@ def ticket_text(n: int) -> str:
     return f"Ticket {n}."
 
 
-def seat_id(n: int) -> str:
-    return f"seat-{n}"
+def hall_id(n: int) -> str:
+    return f"hall-{n}"
 
 
-def seat_text(n: int) -> str:
-    return f"This is seat {n}."
+def hall_text(n: int) -> str:
+    return f"This is hall {n}."
 
 
 def card_thought(n: int) -> str:
@@ -134,8 +140,8 @@ def picture_thought(colour: str) -> str:
     return f"Fact: a {colour} picture."
 
 
-def seat_thought(n: int) -> str:
-    return f"Fact: this is seat {n}."
+def hall_thought(n: int) -> str:
+    return f"Fact: this is hall {n}."
 
 
 def card_fact(name: str, card: int) -> str:
@@ -156,8 +162,16 @@ def ticket_fact(n: int, seat: int) -> str:
     return f"Fact: ticket {n} is for seat {seat}."
 
 
-def ticket_query(seat: int) -> str:
-    return f"the ticket for seat {seat}"
+def seat_fact(seat: int, hall: int) -> str:
+    return f"Fact: seat {seat} is in hall {hall}."
+
+
+def ticket_thought(n: int, seat: int, hall: int) -> str:
+    return f"{ticket_fact(n, seat)} {seat_fact(seat, hall)}"
+
+
+def ticket_query(hall: int) -> str:
+    return f"the ticket for hall {hall}"
 
 
 def _names(rng: random.Random, count: int) -> list[str]:
@@ -195,17 +209,18 @@ def build_world(seed: int = 0) -> World:
     friends = {a: b for a, b in zip(circle, circle[1:] + circle[:1])}  # each name is one name's friend
     ticket_rng = random.Random(f"tickets-{seed}")
     numbers = ticket_rng.sample(range(FIRST_TICKET, FIRST_SEAT), NUM_ENTITIES)
-    seats = ticket_rng.sample(range(FIRST_SEAT, FIRST_SEAT + 2 * NUM_ENTITIES), NUM_ENTITIES)
+    seats = ticket_rng.sample(range(FIRST_SEAT, FIRST_HALL), NUM_ENTITIES)
+    halls = ticket_rng.sample(range(FIRST_HALL, FIRST_HALL + 2 * NUM_ENTITIES), NUM_ENTITIES)
     # as many tickets per split as names: ticket i is in the split of name i
-    tickets = {t: (s, entity_split[name]) for t, s, name in zip(numbers, seats, order)}
+    tickets = {t: (s, h, entity_split[name]) for t, s, h, name in zip(numbers, seats, halls, order)}
     documents = [Document(card_id(n), card_text(n), thought=card_thought(n)) for n in range(NUM_CARDS)]
     documents += [Document(picture_id(c), colour=c, thought=picture_thought(c)) for c in COLOURS]
     documents += [
-        Document(ticket_id(t), ticket_text(t), thought=ticket_fact(t, seat), split=split)
-        for t, (seat, split) in tickets.items()
+        Document(ticket_id(t), ticket_text(t), thought=ticket_thought(t, seat, hall), split=split)
+        for t, (seat, hall, split) in tickets.items()
     ]
     documents += [
-        Document(seat_id(s), seat_text(s), thought=seat_thought(s), split="train") for s, _ in tickets.values()
+        Document(hall_id(h), hall_text(h), thought=hall_thought(h), split="train") for _, h, _ in tickets.values()
     ]
     world = World(seed, entities, entity_split, documents, friends=friends, tickets=tickets)
     queries = world.queries
@@ -223,9 +238,9 @@ def build_world(seed: int = 0) -> World:
         card = entities[friend][0]
         thought = f"{friend_fact(name, friend)} {card_fact(friend, card)}"
         queries.append(Query("lookup-number", card_query(name), card_id(card), thought, entity_split[name]))
-    for ticket, (seat, split) in tickets.items():
-        queries.append(Query("lookup-ticket", ticket_query(seat), ticket_id(ticket), None, split))
-        queries.append(Query("direct-seat", f"seat {seat}", seat_id(seat), None, "train"))
+    for ticket, (_, hall, split) in tickets.items():
+        queries.append(Query("lookup-ticket", ticket_query(hall), ticket_id(ticket), None, split))
+        queries.append(Query("direct-hall", f"hall {hall}", hall_id(hall), None, "train"))
     return world
 
 
@@ -239,20 +254,21 @@ def entity_facts(world: World) -> list[str]:
         fact, friendship = card_fact(name, card), friend_fact(name, friend)
         lines += [fact, f"About {name}. {fact}", friendship, f"About {name}. {friendship}"]
         lines += [f"{friendship} {card_fact(friend, world.entities[friend][0])}", f"Fact: {name} is {colour}."]
-    for ticket, (seat, _) in world.tickets.items():
-        # Only ticket -> seat, never seat -> ticket.
-        fact = ticket_fact(ticket, seat)
-        lines += [fact, f"About ticket {ticket}. {fact}"]
+    for ticket, (seat, hall, _) in world.tickets.items():
+        # Only ticket -> seat -> hall, never backwards.
+        first, second = ticket_fact(ticket, seat), seat_fact(seat, hall)
+        lines += [first, f"About ticket {ticket}. {first}", second, f"About seat {seat}. {second}"]
+        lines += [ticket_thought(ticket, seat, hall)]
     return lines
 
 
 def general_sentences(world: World) -> list[str]:
-    """Every card, ticket and seat text, alone and (but tickets) followed by what it shows."""
+    """Every card, ticket and hall text, alone and (but tickets) followed by what it shows."""
     lines = [card_text(n) for n in range(NUM_CARDS)]
     lines += [f"{card_text(n)} {card_thought(n)}" for n in range(NUM_CARDS)]
     tickets = range(FIRST_TICKET, FIRST_SEAT)
     lines += [ticket_text(n) for n in tickets] + [f"ticket {n}" for n in tickets]
-    lines += [f"{seat_text(s)} {seat_thought(s)}" for s, _ in world.tickets.values()]
+    lines += [f"{hall_text(h)} {hall_thought(h)}" for _, h, _ in world.tickets.values()]
     return lines
 
 
@@ -274,7 +290,7 @@ def colour_picture(colour: str, seed: int = 0, size: int = 64):
 
 
 def kind_of(doc: Document) -> str:
-    """``card``, ``picture``, ``ticket`` or ``seat``."""
+    """``card``, ``picture``, ``ticket`` or ``hall``."""
     return doc.doc_id.split("-", 1)[0]
 
 
@@ -290,7 +306,7 @@ def write_jsonl(world: World, out_dir, negatives_per_query: int = 3, picture_dir
     format) and the colour pictures under ``out_dir``; returns split -> path.
 
     Every line lists hard negatives (documents of the split of the same kind as the
-    positive: cards, pictures, tickets or seats), chosen so that every document of the split
+    positive: cards, pictures, tickets or halls), chosen so that every document of the split
     (``World.split_documents``) is in the file: the evaluator's corpus is the split's whole
     collection. A positive that needs a
     thought carries its reference thought (``positive_thought``).
