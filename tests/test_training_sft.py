@@ -188,3 +188,18 @@ def test_a_pair_whose_only_thought_is_the_documents_takes_part_in_the_think_view
     assert "think_loss" in metrics
     no_thoughts = [dataclasses.replace(e, positive_thought=None) for e in document_only]
     assert "think_loss" not in embedding_loss(trainable, no_thoughts, temperature=0.05)[1]
+
+
+def test_a_think_view_only_pair_teaches_neither_the_reasoning_adapter_nor_the_no_think_view(trainable, toy_data):
+    """Counterfactual pairs (made-up facts in the thought) reach the think view only."""
+    examples = load_examples(toy_data)[:4]
+    flagged = [dataclasses.replace(e, think_view_only=True) for e in examples]
+    with trainable.model.use_adapter(REASONING_ADAPTER):
+        assert reasoning_loss(trainable, flagged) is None
+        mixed = reasoning_loss(trainable, examples[:2] + flagged[2:])
+        assert torch.allclose(mixed, reasoning_loss(trainable, examples[:2]))
+    with torch.no_grad():
+        _, only_flagged = embedding_loss(trainable, flagged, temperature=0.05)
+        _, plain = embedding_loss(trainable, examples, temperature=0.05)
+    assert "think_loss" in only_flagged and "nothink_loss" not in only_flagged
+    assert {"think_loss", "nothink_loss"} <= set(plain)

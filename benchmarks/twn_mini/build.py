@@ -56,7 +56,7 @@ ASSET_DIR = REPO / "twn_rag" / "assets" / "twn-mini"
 WORLD_SEED = 0
 SEED = 0
 MAX_THOUGHT_TOKENS = 24
-SFT_EPOCHS = 45
+SFT_EPOCHS = 35
 # Gate label: thinking raises the margin by more than this.
 GATE_DELTA = 0.25
 RESULTS_FILENAME = "results.json"
@@ -104,7 +104,7 @@ def build(work: Path, seed: int = SEED) -> Path:
         sft / "gate_mlp.pt",
         "sft",
         lambda: train_sft(
-            data / "train.jsonl",
+            data / "sft.jsonl",
             backbone,
             SFTArguments(
                 output_dir=sft,

@@ -257,8 +257,10 @@ def entity_facts(world: World) -> list[str]:
     for ticket, (seat, hall, _) in world.tickets.items():
         # Only ticket -> seat -> hall, never backwards.
         first, second = ticket_fact(ticket, seat), seat_fact(seat, hall)
+        # Not chained in one line: a model that reads a ticket number right before its hall
+        # learns ticket -> hall directly, and its plain reading of a ticket page then carries
+        # the hall (found without thinking for about half the held-out tickets).
         lines += [first, f"About ticket {ticket}. {first}", second, f"About seat {seat}. {second}"]
-        lines += [ticket_thought(ticket, seat, hall)]
     return lines
 
 
@@ -301,15 +303,64 @@ def document_side(doc: Document, picture_dir: str) -> dict:
     return {"image": f"{picture_dir}/{doc.colour}.png"}
 
 
+# Counterfactual pairs per train lookup (see ``counterfactual_pairs``).
+COUNTERFACTUALS_PER_LOOKUP = 2
+
+
+@dataclass(frozen=True)
+class Counterfactual:
+    """A think-view-only training pair: a lookup whose thought states made-up facts, and the
+    document those facts point to (with ``positive_thought`` on that side, if any)."""
+
+    kind: str
+    text: str
+    positive: str
+    query_thought: str | None
+    positive_thought: str | None
+
+
+def counterfactual_pairs(world: World, per_lookup: int = COUNTERFACTUALS_PER_LOOKUP) -> list[Counterfactual]:
+    """For every train lookup, ``per_lookup`` pairs with the same names or ticket but made-up
+    facts in the thought ("the card of the friend of zorp" with "Fact: zorp has friend kalo.
+    Fact: kalo has card 33." -> card 33): the answer is whatever the thought says, so the
+    embedding learns to follow the thought rather than memorise the names or ticket numbers it
+    was trained on, which it would otherwise also do (its think view found held-out names'
+    cards in only 3 of 12 cases with exact thoughts). Only train names, tickets, seats and
+    halls appear; SFT uses them in the think view only (``think_view_only``), so no made-up
+    fact is ever taught to the reasoning adapter."""
+    rng = random.Random(f"counterfactual-{world.seed}")
+    names = sorted(n for n, s in world.entity_split.items() if s == "train")
+    tickets = sorted(t for t, (_, _, s) in world.tickets.items() if s == "train")
+    seats = [world.tickets[t][0] for t in tickets]
+    halls = [world.tickets[t][1] for t in tickets]
+    pairs = []
+    for name in names:
+        for _ in range(per_lookup):
+            friend = rng.choice([n for n in names if n not in (name, world.friends[name])])
+            card = rng.randrange(NUM_CARDS)
+            thought = f"{friend_fact(name, friend)} {card_fact(friend, card)}"
+            pairs.append(Counterfactual("lookup-number", card_query(name), card_id(card), thought, card_thought(card)))
+    for ticket in tickets:
+        for _ in range(per_lookup):
+            seat, hall = rng.choice(seats), rng.choice([h for h in halls if h != world.tickets[ticket][1]])
+            pairs.append(
+                Counterfactual(
+                    "lookup-ticket", ticket_query(hall), ticket_id(ticket), None, ticket_thought(ticket, seat, hall)
+                )
+            )
+    return pairs
+
+
 def write_jsonl(world: World, out_dir, negatives_per_query: int = 3, picture_dir: str = "pictures") -> dict[str, str]:
     """Write ``train.jsonl``, ``validation.jsonl``, ``test.jsonl`` (the twn-rag training
-    format) and the colour pictures under ``out_dir``; returns split -> path.
+    format), ``sft.jsonl`` (the train lines and the counterfactual pairs, for SFT) and the
+    colour pictures under ``out_dir``; returns name -> path (the splits and ``sft``).
 
     Every line lists hard negatives (documents of the split of the same kind as the
     positive: cards, pictures, tickets or halls), chosen so that every document of the split
     (``World.split_documents``) is in the file: the evaluator's corpus is the split's whole
-    collection. A positive that needs a
-    thought carries its reference thought (``positive_thought``).
+    collection. A positive that needs a thought carries its reference thought
+    (``positive_thought``).
     """
     import json
     from pathlib import Path
@@ -321,6 +372,16 @@ def write_jsonl(world: World, out_dir, negatives_per_query: int = 3, picture_dir
     by_id = {d.doc_id: d for d in world.documents}
     rng = random.Random(world.seed)
     paths = {}
+
+    def negatives(positive: Document, documents: list[Document], unseen: set[str]) -> list[Document]:
+        same_kind = [d for d in documents if kind_of(d) == kind_of(positive) and d is not positive]
+        others = [d for d in same_kind if d.doc_id in unseen][:1]
+        others += rng.sample(
+            [d for d in same_kind if d not in others], min(negatives_per_query, len(same_kind)) - len(others)
+        )
+        unseen -= {d.doc_id for d in others}
+        return others
+
     for split in SPLITS:
         documents = world.split_documents(split)
         unseen = {d.doc_id for d in documents} - {q.positive for q in world.split(split)}
@@ -328,17 +389,11 @@ def write_jsonl(world: World, out_dir, negatives_per_query: int = 3, picture_dir
         with path.open("w", encoding="utf-8") as f:
             for i, query in enumerate(world.split(split)):
                 positive = by_id[query.positive]
-                same_kind = [d for d in documents if kind_of(d) == kind_of(positive) and d is not positive]
-                others = [d for d in same_kind if d.doc_id in unseen][:1]
-                others += rng.sample(
-                    [d for d in same_kind if d not in others], min(negatives_per_query, len(same_kind)) - len(others)
-                )
-                unseen -= {d.doc_id for d in others}
                 record = {
                     "id": f"{split}-{i}-{query.kind}",
                     "query": query.text,
                     "positive": document_side(positive, picture_dir),
-                    "negatives": [document_side(d, picture_dir) for d in others],
+                    "negatives": [document_side(d, picture_dir) for d in negatives(positive, documents, unseen)],
                 }
                 if query.thought is not None:
                     record["query_thought"] = query.thought
@@ -348,4 +403,22 @@ def write_jsonl(world: World, out_dir, negatives_per_query: int = 3, picture_dir
         if unseen:
             raise ValueError(f"{split}: documents {sorted(unseen)} are in no line; use more negatives_per_query")
         paths[split] = str(path)
+    sft = out / "sft.jsonl"
+    documents = world.split_documents("train")
+    with sft.open("w", encoding="utf-8") as f:
+        f.write(Path(paths["train"]).read_text(encoding="utf-8"))
+        for i, pair in enumerate(counterfactual_pairs(world)):
+            positive = by_id[pair.positive]
+            record = {
+                "id": f"counterfactual-{i}-{pair.kind}",
+                "query": pair.text,
+                "positive": document_side(positive, picture_dir),
+                "negatives": [document_side(d, picture_dir) for d in negatives(positive, documents, set())],
+                "think_view_only": True,
+            }
+            for key, thought in (("query_thought", pair.query_thought), ("positive_thought", pair.positive_thought)):
+                if thought is not None:
+                    record[key] = thought
+            f.write(json.dumps(record) + "\n")
+    paths["sft"] = str(sft)
     return paths

@@ -10,6 +10,9 @@ Two losses, each reaching only its own parameters:
   have one, embedded with their reference thought), through the ``embedding`` adapter and
   the learnable queries.
 
+A pair marked ``think_view_only`` (see ``twn_rag.training.data``) takes part in the think
+view only: neither the reasoning loss nor the no-think view sees it.
+
 The thought reaches the embedding pass as tokens, so no gradient crosses from one adapter
 to the other; the backbone is frozen.
 """
@@ -73,6 +76,8 @@ def reasoning_loss(embedder: TWNEmbedder, examples: Sequence[RetrievalExample]) 
     processor = embedder.processor
     sides, owners, roles, thoughts = [], [], [], []
     for example in examples:
+        if example.think_view_only:
+            continue
         for side, role, thought in (
             (example.query, "query", example.query_thought),
             (example.positive, "document", example.positive_thought),
@@ -96,8 +101,9 @@ def embedding_loss(
     """InfoNCE over the no-think view and, for pairs with a reference thought on either side,
     the think view (each side with its thought where it has one, else as it is: a query that
     needs no thought still has to find a positive that thought). Documents: every positive of
-    the batch plus every hard negative. Returns the mean of the views' losses and per-view
-    metrics (loss, in-batch top-1 accuracy)."""
+    the batch plus every hard negative; pairs marked ``think_view_only`` are queries of the
+    think view only (their documents still count as candidates in both). Returns the mean of
+    the views' losses and per-view metrics (loss, in-batch top-1 accuracy)."""
     model = embedder.model
     n = len(examples)
     thinking = [i for i, e in enumerate(examples) if e.query_thought or e.positive_thought]
@@ -129,10 +135,13 @@ def embedding_loss(
     ignore = same & ~F.one_hot(targets, len(keys)).bool()
 
     metrics: dict[str, float] = {}
-    nothink = info_nce(query_vectors[:n], plain_docs, targets, temperature, ignore)
-    metrics["nothink_loss"] = nothink.item()
-    metrics["nothink_acc"] = _top1(query_vectors[:n], plain_docs, targets, ignore)
-    losses = [nothink]
+    losses = []
+    plain = [i for i, e in enumerate(examples) if not e.think_view_only]
+    if plain:
+        nothink = info_nce(query_vectors[plain], plain_docs, targets[plain], temperature, ignore[plain])
+        metrics["nothink_loss"] = nothink.item()
+        metrics["nothink_acc"] = _top1(query_vectors[plain], plain_docs, targets[plain], ignore[plain])
+        losses.append(nothink)
     if thinking:
         think_docs = plain_docs.clone()
         if positive_thinking:
