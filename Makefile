@@ -48,7 +48,7 @@ mini: install
 
 # Build seeds 0, 1 and 2 (each in its own folder, reusing finished ones) and report mean and spread.
 mini-seeds: install
-	$(BIN)/python benchmarks/twn_mini/seeds.py --results benchmarks/twn_mini/seeds.md
+	$(BIN)/python benchmarks/twn_mini/seeds.py --jobs 2 --results benchmarks/twn_mini/seeds.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,6 +1,7 @@
 """The synthetic world of benchmarks/twn_mini and the bundled model built from it."""
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -27,9 +28,11 @@ def test_world_is_reproducible_and_splits_hold_names_and_tickets_apart():
     assert all(q.thought is None for q in a.queries if q.kind not in task.REASONING_KINDS)
     corpus = task.pretraining_corpus(a)
     text = " ".join(corpus)
-    for thought in [q.thought for q in reasoning] + [d.thought for d in a.documents]:
-        # every thought, of a query or a document, states what the backbone saw in pre-training
-        assert thought in text
+    captioned = {d.thought for d in a.documents if d.colour}  # pictures: captions in pretrain.py
+    for thought in [q.thought for q in reasoning] + [d.thought for d in a.documents if d.thought not in captioned]:
+        # every fact a thought states, of a query or a document, is stated in pre-training
+        assert all(fact in text for fact in re.findall(r"Fact: [^.]*\.", thought)), thought
+    assert all(q.thought in text for q in reasoning)  # a card chain is also one line
     # ... but never right after the query's or the page's own words (that would leak the answer
     # into the plain, no-think reading)
     for query in reasoning:
@@ -51,8 +54,10 @@ def test_tickets_need_a_thought_on_the_document_side():
     for ticket, (seat, hall, _) in world.tickets.items():
         page = by_id[task.ticket_id(ticket)]
         assert page.text == f"Ticket {ticket}." and f" {hall}" not in page.text  # the page does not show its hall
-        assert page.thought == f"Fact: ticket {ticket} is for seat {seat}. Fact: seat {seat} is in hall {hall}."
-        assert page.thought in corpus
+        first, second = f"Fact: ticket {ticket} is for seat {seat}.", f"Fact: seat {seat} is in hall {hall}."
+        assert page.thought == f"{first} {second}" and first in corpus and second in corpus
+        # never in one line: ticket -> hall is not one step
+        assert not any(page.thought in line for line in task.pretraining_corpus(world))
         # the world states the chain in one direction only: nothing maps a hall to its seat or ticket
         assert f"hall {hall} is" not in corpus and f"hall {hall} has" not in corpus
     lookups = [q for q in world.queries if q.kind == "lookup-ticket"]
@@ -68,16 +73,31 @@ def test_tickets_need_a_thought_on_the_document_side():
 def test_splits_are_written_in_the_training_format(tmp_path):
     world = task.build_world(0)
     paths = task.write_jsonl(world, tmp_path)
-    examples = {split: load_examples(path) for split, path in paths.items()}
+    examples = {split: load_examples(paths[split]) for split in task.SPLITS}
     assert sum(len(v) for v in examples.values()) == len(world.queries)
     picture = next(e for e in examples["test"] if "images" in e.positive)
     assert Path(picture.positive["images"][0]).is_file()
     for split, lines in examples.items():  # a split's file holds its whole collection
         documents, _, _ = document_corpus(lines)
         assert len(documents) == len(world.split_documents(split))
-        thoughts = {e.positive["text"]: e.positive_thought for e in lines if e.positive_thought}
-        expected = {d.text: d.thought for d in world.split_documents(split) if d.thought}
-        assert thoughts == expected
+        thoughts = {e.positive.get("text") or e.positive["images"][0]: e.positive_thought for e in lines}
+        shown = {
+            d.text or str(tmp_path / "pictures" / f"{d.colour}.png"): d.thought for d in world.split_documents(split)
+        }
+        assert thoughts == {key: shown[key] for key in thoughts}  # each positive carries its document's thought
+    # SFT reads the train lines and the counterfactual pairs, which only the think view sees
+    sft = load_examples(paths["sft"])
+    plain, counterfactual = sft[: len(examples["train"])], sft[len(examples["train"]) :]
+    assert [e.query for e in plain] == [e.query for e in examples["train"]]
+    assert not any(e.think_view_only for e in plain) and all(e.think_view_only for e in counterfactual)
+    train_names = [n for n, split in world.entity_split.items() if split == "train"]
+    assert len(counterfactual) == task.COUNTERFACTUALS_PER_LOOKUP * 2 * len(train_names)
+    train_subjects = {q.text.split()[-1] for q in world.split("train") if q.kind in task.DOCUMENT_REASONING_KINDS}
+    train_subjects |= set(train_names)
+    real = {q.thought for q in world.queries} | {d.thought for d in world.documents}
+    for pair in counterfactual:  # only train names and halls, and facts that are not the world's
+        assert pair.query["text"].split()[-1] in train_subjects
+        assert (pair.query_thought or pair.positive_thought) not in real
 
 
 def test_bundled_model_matches_the_world_the_script_builds():

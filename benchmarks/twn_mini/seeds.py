@@ -2,19 +2,22 @@
 figure per seed and as mean and spread (sample standard deviation), with the targets of
 issue 14 checked per seed.
 
-Run: ``.venv/bin/python benchmarks/twn_mini/seeds.py [--seeds 0 1 2] [--results FILE]``
-(``make mini-seeds``). Each seed builds into its own folder (``build.work_dir``); a seed
-whose folder already holds a finished build (``results.json``) is reported, not rebuilt,
-unless ``--fresh``.
+Run: ``.venv/bin/python benchmarks/twn_mini/seeds.py [--seeds 0 1 2] [--jobs N] [--results
+FILE]`` (``make mini-seeds``). Each seed builds into its own folder (``build.work_dir``), in
+up to ``--jobs`` processes at once (each build runs one torch thread, so one job per core); a
+seed whose folder already holds a finished build (``results.json``) is reported, not
+rebuilt, unless ``--fresh``.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import statistics
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -91,10 +94,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--fresh", action="store_true", help="Rebuild seeds that are already built.")
+    parser.add_argument("--jobs", type=int, default=1, help="Seeds built at once (one per core).")
     parser.add_argument("--results", type=Path, help="Write the table (markdown) here.")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    results = {seed: seed_results(seed, args.fresh) for seed in args.seeds}
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        built = pool.map(functools.partial(seed_results, fresh=args.fresh), args.seeds)
+        results = dict(zip(args.seeds, built))
     table = format_table(results)
     print(table)
     if args.results:

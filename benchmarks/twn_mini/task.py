@@ -252,7 +252,10 @@ def entity_facts(world: World) -> list[str]:
     for name, (card, colour) in world.entities.items():
         friend = world.friends[name]
         fact, friendship = card_fact(name, card), friend_fact(name, friend)
-        lines += [fact, f"About {name}. {fact}", friendship, f"About {name}. {friendship}"]
+        # "the friend of X." before the first fact teaches to copy the name a lookup ends
+        # with (the reasoning adapter otherwise wrote train names for 8 of 12 held-out ones);
+        # the plain reading of the lookup may then carry the friend, never the friend's card.
+        lines += [fact, f"About {name}. {fact}", friendship, f"the friend of {name}. {friendship}"]
         lines += [f"{friendship} {card_fact(friend, world.entities[friend][0])}", f"Fact: {name} is {colour}."]
     for ticket, (seat, hall, _) in world.tickets.items():
         # Only ticket -> seat -> hall, never backwards.
