@@ -23,6 +23,7 @@ import numpy as np
 
 from twn_rag import ReasoningBudget, TWNEmbedder
 from twn_rag.index import SearchHit, TWNIndex
+from twn_rag.loaders import LoaderSettings
 from twn_rag.mini import MiniWorld, mini_model_path, mini_world
 from twn_rag.result_metadata import THOUGHT_USED_KEY
 from twn_rag.samples import write_sample_pdf, write_video
@@ -33,6 +34,11 @@ VIDEO_FPS = 4  # each colour is on screen for one second; the index samples one 
 # budget; documents too, on at most a quarter of the index.
 QUERY_TOKEN_BUDGET = 400
 DOCUMENT_THINK_RATIO = 0.25
+# The miniature model reads a page's text; it never saw rendered pages in training (its world
+# is text cards and colour pictures). Pages and frames are indexed as small images (32x32),
+# which leave its reading of the text as it is (64x64 page renderings pull "number 12" to
+# another card).
+PAGE_IMAGE_PIXELS = 32 * 32
 
 
 def write_world_documents(world: MiniWorld, folder: Path) -> None:
@@ -135,7 +141,13 @@ def main() -> None:
     embedder = TWNEmbedder.from_pretrained(checkpoint, dtype="float32")
     query_budget = dataclasses.replace(embedder.default_budget(), token_budget=QUERY_TOKEN_BUDGET)
     document_budget = dataclasses.replace(embedder.default_budget(), max_think_ratio=DOCUMENT_THINK_RATIO)
-    index = TWNIndex.open(DEMO_OUTPUT / "index", embedder, query_budget=query_budget, document_budget=document_budget)
+    index = TWNIndex.open(
+        DEMO_OUTPUT / "index",
+        embedder,
+        query_budget=query_budget,
+        document_budget=document_budget,
+        loader_settings=LoaderSettings(max_image_pixels=PAGE_IMAGE_PIXELS),
+    )
     print(f"model: the bundled miniature TWN ({checkpoint}, dim {embedder.dimension}, {embedder.model.dtype})")
     print(f"indexing {documents} into {index.location}")
     report = index.add([documents])
