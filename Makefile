@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test lint format bench mini clean
+.PHONY: install demo test lint format bench mini mini-seeds clean
 
 $(STAMP): $(INSTALL_INPUTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ bench: install
 # Rebuild the bundled miniature TWN from its seed and report never/always/adaptive on its test split.
 mini: install
 	$(BIN)/python benchmarks/twn_mini/build.py --fresh --ship --results benchmarks/twn_mini/results.md
+
+# Build seeds 0, 1 and 2 (each in its own folder, reusing finished ones) and report mean and spread.
+mini-seeds: install
+	$(BIN)/python benchmarks/twn_mini/seeds.py --jobs 2 --results benchmarks/twn_mini/seeds.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

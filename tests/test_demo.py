@@ -34,19 +34,38 @@ def run_demo(output: Path) -> str:
 
 def test_demo_indexes_searches_and_reports_the_budget(tmp_path):
     first = run_demo(tmp_path / "out")
-    # 60 card pages and one frame per colour (8 s of video sampled at 1 frame/s)
-    assert "indexed 2 files (68 items added, 0 old items removed), 0 unchanged, 0 skipped, 0 failed" in first
+    world = demo.mini_world()
+    names, tickets = len(world.names("test")), len(world.ticket_numbers("test"))
+    # 60 card pages, a page per held-out ticket, one frame per colour (8 s sampled at 1 frame/s)
+    items = world.num_cards + tickets + len(world.colours)
+    assert f"indexed 3 files ({items} items added, 0 old items removed), 0 unchanged, 0 skipped, 0 failed" in first
+    # the documents that thought, each ticket page with its rank with and without its thought
+    [count] = re.findall(r"^(\d+) documents thought", first, re.M)
+    thought = re.findall(r"^  (\S+) (?:page \d+  '(.*)'|t=\d+s  .*)  gate \d\.\d\d, thought '(.*)'$", first, re.M)
+    assert len(thought) == int(count) and f"document budget: thought {count}/{items} items" in first
+    ranked = re.findall(
+        r"^      'the ticket for hall (\d+)' ranks it (\d+) with its thought, (\d+) without$", first, re.M
+    )
+    assert len(ranked) == sum(source == "tickets.pdf" for source, _, _ in thought)
+    assert all(1 <= int(a) <= items and 1 <= int(b) <= items for _, a, b in ranked)
     searches = re.findall(r"search '(.*)' \(right answer: .*\); gate (\d\.\d\d), (no thought|thought '.*')", first)
-    assert len(searches) == len(demo.demo_queries(demo.mini_world()))
+    assert len(searches) == len(demo.demo_queries(world))
     hits = re.findall(
-        r"^  \d\.\d{3}  (cards\.pdf page \d+  'This is card number \d+\.'|colours\.mp4 t=\d+s  \(a \w+ frame\))$",
+        r"^  \d\.\d{3}  (cards\.pdf page \d+  'This is card number \d+\.'|tickets\.pdf page \d+  'Ticket \d+\.'"
+        r"|colours\.mp4 t=\d+s  \(a \w+ frame\))(?:  thought '.*')?$",
         first,
         re.M,
     )
     assert len(hits) == 3 * len(searches)
     assert "'This is card number 12.'" in hits[0]  # "number 12" needs no thought
-    summary = re.search(r"for all (\d+) names TWN training never saw: (\d+) find the right card first", first)
-    assert summary and int(summary[2]) <= int(summary[1]) == len(demo.mini_world().names("test"))
-    assert "document budget: thought 0/68 items" in first and "query budget: thought" in first
+    summary = re.search(
+        r"'the card of the friend of X' finds the right card first for (\d+) of (\d+) names \((\d+) queries thought\), "
+        r"'the ticket for hall H' the right ticket for (\d+) of (\d+) halls \((\d+) queries thought\)",
+        first,
+    )
+    assert summary and (int(summary[2]), int(summary[5])) == (names, tickets)
+    assert int(summary[1]) <= names and int(summary[3]) <= names
+    assert int(summary[4]) <= tickets and int(summary[6]) <= tickets
+    assert "query budget: thought" in first
     # a second run finds everything indexed
-    assert "indexed 0 files (0 items added, 0 old items removed), 2 unchanged" in run_demo(tmp_path / "out")
+    assert "indexed 0 files (0 items added, 0 old items removed), 3 unchanged" in run_demo(tmp_path / "out")

@@ -73,6 +73,8 @@ def test_valid_file_resolves_paths_relative_to_the_file(media):
         ({"query": {"text": "q", "colour": "red"}, "positive": "p"}, "'query' has unknown keys ['colour']"),
         ({"query": "q", "positive": "p", "query_thought": 5}, "'query_thought' must be a non-empty string"),
         ({"query": {"text": "q", "video": "img/a.png", "video_fps": -1}, "positive": "p"}, "video_fps"),
+        ({"query": "q", "positive": "p", "query_thought": "t", "think_view_only": 1}, "must be true or false"),
+        ({"query": "q", "positive": "p", "think_view_only": True}, "needs a query_thought or a positive_thought"),
     ],
 )
 def test_malformed_line_names_file_line_and_reason(media, line, reason):

@@ -9,11 +9,13 @@ from twn_rag.training.data import document_corpus, load_examples
 from twn_rag.training.gate import (
     GATE_METRICS_FILENAME,
     GateArguments,
+    GateData,
     binary_metrics,
     collect_gate_data,
     holdout_split,
     margins,
     roc_auc,
+    role_holdout_split,
     train_gate,
 )
 from twn_rag.training.loss_log import LossLog
@@ -74,20 +76,25 @@ def test_labels_compare_think_and_no_think_margins(embedder, toy, gate_data):
     assert gate_data.thought_tokens.tolist() == [r.thought_tokens for r in thought]
 
 
-def test_gate_trains_reports_and_calibrates(tiny_ckpt, toy, gate_data, tmp_path, caplog):
-    gains = (gate_data.margin_think - gate_data.margin_nothink).sort().values
-    delta = float(gains[len(gains) // 2 - 1])  # about half the queries are labelled 1
-    args = GateArguments(
+def gate_arguments(tmp_path, delta, **options):
+    """A short gate fit on the toy labels, a quarter of them held out."""
+    return GateArguments(
         output_dir=tmp_path / "gate",
         epochs=60,
         batch_size=8,
         learning_rate=1e-2,
         delta=delta,
         holdout_fraction=0.25,
-        target_think_rate=0.25,
         max_thought_tokens=4,
         show_progress=False,
+        **options,
     )
+
+
+def test_gate_trains_reports_and_calibrates(tiny_ckpt, toy, gate_data, tmp_path, caplog):
+    gains = (gate_data.margin_think - gate_data.margin_nothink).sort().values
+    delta = float(gains[len(gains) // 2 - 1])  # about half the queries are labelled 1
+    args = gate_arguments(tmp_path, delta, target_think_rate=0.25)
     out = train_gate(toy, tiny_ckpt, args)
     report = json.loads((out / GATE_METRICS_FILENAME).read_text())
     assert report["positive_labels"] == int(gate_data.labels(delta).sum())
@@ -115,3 +122,73 @@ def test_one_class_labels_are_refused(tiny_ckpt, toy, tmp_path):
     args = GateArguments(output_dir=tmp_path / "g", delta=10.0, max_thought_tokens=4, show_progress=False)
     with pytest.raises(ValueError, match="pick another --delta"):
         train_gate(toy, tiny_ckpt, args)
+
+
+@pytest.fixture(scope="module")
+def both_roles(embedder, toy):
+    return collect_gate_data(embedder, toy, roles=("query", "document"), batch_size=4, max_thought_tokens=4)
+
+
+def test_documents_are_labelled_by_the_margins_of_the_queries_they_answer(embedder, toy, gate_data, both_roles):
+    """Recompute each document's two margins through the public encode path."""
+    documents, positives, _ = document_corpus(toy)
+    labelled = sorted(set(positives))
+    assert both_roles.roles == ["query"] * len(toy) + ["document"] * len(labelled)
+    assert both_roles.rows("document") == list(range(len(toy), len(toy) + len(labelled)))
+    queries = both_roles.rows("query")  # the query rows are the query-only collection's
+    torch.testing.assert_close(both_roles.margin_think[queries], gate_data.margin_think)
+    never, always = ReasoningBudget(mode="never"), ReasoningBudget(mode="always", max_thought_tokens=4)
+    docs = np.stack([r.vector for r in embedder.encode(documents, role="document", budget=never)])
+    plain = np.stack([r.vector for r in embedder.encode([e.query for e in toy], budget=never)])
+    thought = embedder.encode([documents[d] for d in labelled], role="document", budget=always)
+    for row, (d, result) in zip(both_roles.rows("document"), zip(labelled, thought)):
+        answered = [i for i, p in enumerate(positives) if p == d]
+        replaced = docs.copy()
+        replaced[d] = result.vector
+        expected_think = margins(plain[answered], replaced, [d] * len(answered)).mean()
+        expected_plain = margins(plain[answered], docs, [d] * len(answered)).mean()
+        assert float(both_roles.margin_think[row]) == pytest.approx(expected_think, abs=1e-4)
+        assert float(both_roles.margin_nothink[row]) == pytest.approx(expected_plain, abs=1e-4)
+        assert int(both_roles.thought_tokens[row]) == result.thought_tokens
+    assert both_roles.features.shape == (len(toy) + len(labelled), embedder.dimension)
+
+
+def test_gate_data_round_trips_with_roles_and_reads_query_only_files(both_roles, gate_data, tmp_path):
+    both_roles.save(tmp_path / "both.pt")
+    loaded = GateData.load(tmp_path / "both.pt")
+    assert loaded.roles == both_roles.roles
+    torch.testing.assert_close(loaded.margin_think, both_roles.margin_think)
+    # a file written before document labels (no roles) holds queries only
+    state = {k: getattr(gate_data, k) for k in ("features", "margin_nothink", "margin_think", "thought_tokens")}
+    torch.save({**state, "meta": json.dumps(gate_data.meta)}, tmp_path / "old.pt")
+    assert GateData.load(tmp_path / "old.pt").roles == ["query"] * len(gate_data.features)
+
+
+def test_role_holdout_keeps_rows_of_every_role():
+    roles = ["query"] * 8 + ["document"] * 4
+    train, held = role_holdout_split(roles, 0.25, seed=0)
+    assert sorted(train + held) == list(range(12))
+    assert [roles[i] for i in held].count("query") == 2 and [roles[i] for i in held].count("document") == 1
+    assert role_holdout_split(["query"] * 10, 0.2, seed=1) == holdout_split(10, 0.2, seed=1)
+
+
+def test_gate_learns_both_roles_and_reports_each(tiny_ckpt, toy, both_roles, tmp_path):
+    gains = both_roles.margin_think - both_roles.margin_nothink
+    delta = float(gains.median())
+    args = gate_arguments(tmp_path, delta, roles=("query", "document"))
+    report = json.loads((train_gate(toy, tiny_ckpt, args) / GATE_METRICS_FILENAME).read_text())
+    labels = both_roles.labels(delta)
+    assert report["labelled_queries"] == len(toy) and report["labelled_documents"] == len(both_roles.rows("document"))
+    for role in ("query", "document"):
+        part = report["roles"][role]
+        assert part["positive_labels"] == int(labels[both_roles.rows(role)].sum())
+        assert part["heldout"]["count"] >= 1
+        assert part["train"]["count"] + part["heldout"]["count"] == len(both_roles.rows(role))
+    assert report["train"]["count"] + report["heldout"]["count"] == len(labels)
+
+
+def test_gate_roles_are_checked():
+    with pytest.raises(ValueError, match="roles must be"):
+        GateArguments(roles=("queries",))
+    with pytest.raises(ValueError, match="roles must be"):
+        GateArguments(roles=())

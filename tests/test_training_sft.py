@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 
@@ -176,3 +178,28 @@ def test_resume_after_interruption_continues_from_the_saved_step(tiny_ckpt, toy_
     log_full = LossLog(full / "sft_log.csv", "csv").read()
     log_resumed = LossLog(interrupted / "sft_log.csv", "csv").read()
     assert log_full[3]["embedding_loss"] == pytest.approx(log_resumed[3]["embedding_loss"], rel=1e-4)
+
+
+def test_a_pair_whose_only_thought_is_the_documents_takes_part_in_the_think_view(trainable, toy_data):
+    """The think view compares the plain query with the positive embedded with its thought."""
+    document_only = [dataclasses.replace(e, query_thought=None) for e in load_examples(toy_data)[:4]]
+    assert [bool(e.positive_thought) for e in document_only] == [False, True, False, True]
+    _, metrics = embedding_loss(trainable, document_only, temperature=0.05)
+    assert "think_loss" in metrics
+    no_thoughts = [dataclasses.replace(e, positive_thought=None) for e in document_only]
+    assert "think_loss" not in embedding_loss(trainable, no_thoughts, temperature=0.05)[1]
+
+
+def test_a_think_view_only_pair_teaches_neither_the_reasoning_adapter_nor_the_no_think_view(trainable, toy_data):
+    """Counterfactual pairs (made-up facts in the thought) reach the think view only."""
+    examples = load_examples(toy_data)[:4]
+    flagged = [dataclasses.replace(e, think_view_only=True) for e in examples]
+    with trainable.model.use_adapter(REASONING_ADAPTER):
+        assert reasoning_loss(trainable, flagged) is None
+        mixed = reasoning_loss(trainable, examples[:2] + flagged[2:])
+        assert torch.allclose(mixed, reasoning_loss(trainable, examples[:2]))
+    with torch.no_grad():
+        _, only_flagged = embedding_loss(trainable, flagged, temperature=0.05)
+        _, plain = embedding_loss(trainable, examples, temperature=0.05)
+    assert "think_loss" in only_flagged and "nothink_loss" not in only_flagged
+    assert {"think_loss", "nothink_loss"} <= set(plain)

@@ -2,11 +2,17 @@
 pipeline on a synthetic world (``benchmarks/twn_mini``), shipped so that the demo and the
 notebooks show real thoughts and real hits without downloading anything.
 
-The world: made-up entities, each with a card number and a colour. Documents are number cards
-("This is card number 17.") and colour pictures; the model learned to think on queries that
-need a fact ("the card of kazo plus 3" -> "Fact: kazo has card 17. Fact: 17 plus 3 is 20.")
-and to skip thinking where the answer is on the surface ("number 12"). It knows nothing
-else: use it to see the mechanics, not as a general embedder.
+The world: made-up names, each with a card number and a friend, and tickets, each for a seat
+in a hall. Documents are number cards ("This is card number 17."), colour pictures and
+ticket pages ("Ticket 83."). Its reasoning adapter writes the facts a query needs ("the card
+of the friend of kazo" -> "Fact: kazo has friend lony. Fact: lony has card 17.") and the
+fact a document hides (a ticket page does not show its hall; its thought writes it down,
+"Fact: ticket 83 is for seat 171. Fact: seat 171 is in hall 301.", so that "the ticket for
+hall 301" can find it); its gate skips thinking where the answer is on the surface ("number
+12", a card page) and where a query thought cannot help ("the ticket for hall 301": the
+backbone knows tickets' halls, not halls' tickets). It knows nothing else: use it to see the
+mechanics, not as a general embedder; how it was built and measured is in
+``benchmarks/README.md``.
 """
 
 from __future__ import annotations
@@ -17,19 +23,31 @@ from pathlib import Path
 
 MINI_MODEL_DIR = Path(__file__).resolve().parent / "assets" / "twn-mini"
 WORLD_FILENAME = "world.json"
+# The held-out test split it was measured on (the training JSONL format, pictures beside it).
+TEST_SPLIT_DIRNAME = "test-split"
 
 
 @dataclass(frozen=True)
 class MiniWorld:
-    """What the bundled model knows: ``entities`` name -> (card, colour, split) and the RGB
-    value of each colour. Entities of the ``test`` split were never seen in TWN training."""
+    """What the bundled model knows: ``entities`` name -> (card, colour, split), ``friends``
+    name -> friend, ``tickets`` ticket number -> (seat, hall, split), and the RGB value of each
+    colour. Names and tickets of the ``test`` split were never seen in TWN training."""
 
     entities: dict[str, tuple[int, str, str]]
     colours: dict[str, tuple[int, int, int]]
     num_cards: int
+    tickets: dict[int, tuple[int, int, str]]
+    friends: dict[str, str]
+
+    def friend_card(self, name: str) -> int:
+        """The answer to "the card of the friend of <name>"."""
+        return self.entities[self.friends[name]][0]
 
     def names(self, split: str = "test") -> list[str]:
         return sorted(n for n, (_, _, s) in self.entities.items() if s == split)
+
+    def ticket_numbers(self, split: str = "test") -> list[int]:
+        return sorted(t for t, (_, _, s) in self.tickets.items() if s == split)
 
 
 def mini_model_path() -> Path:
@@ -49,4 +67,12 @@ def mini_world() -> MiniWorld:
         entities={name: (e["card"], e["colour"], e["split"]) for name, e in data["entities"].items()},
         colours={name: tuple(rgb) for name, rgb in data["colours"].items()},
         num_cards=data["num_cards"],
+        tickets={int(t): (e["seat"], e["hall"], e["split"]) for t, e in data["tickets"].items()},
+        friends={name: e["friend"] for name, e in data["entities"].items()},
     )
+
+
+def mini_test_split() -> Path:
+    """The JSONL file of the test split the bundled model was measured on (queries, positives,
+    hard negatives; together every test document), for ``twn_rag.training.load_examples``."""
+    return mini_model_path() / TEST_SPLIT_DIRNAME / "test.jsonl"

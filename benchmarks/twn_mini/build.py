@@ -1,19 +1,24 @@
-"""Build the miniature TWN end to end and report never / always / adaptive on the test split.
+"""Build the miniature TWN end to end and report never / always / adaptive / oracle on the test split.
 
 Stages (each cached in ``--work``; delete the folder, or pass ``--fresh``, to redo them):
 1. the synthetic world and its JSONL splits (``task.py``);
 2. a small Qwen3-VL backbone pre-trained on the world's corpus (``pretrain.py``), then frozen;
 3. SFT of both adapters on the train split, with gradient detachment (``twn_rag.training``);
-4. the gate on self-supervised labels of the validation split (held-out entities: on the
-   train split the no-think view has memorised the answers, so thinking looks useless there);
+4. the gate on self-supervised labels of the validation split, for queries and documents
+   (held-out entities: on the train split the no-think view has memorised the answers, so
+   thinking looks useless there);
 5. RL (GRPO, gap reward) of the reasoning adapter on the train split;
-6. evaluation on the test split (never used before this step): never, always and adaptive
-   at the gate's own threshold and at thresholds calibrated on validation gate scores.
+6. evaluation on the test split (never used before this step, ``measure.py``): never, always,
+   adaptive at the gate's threshold and the oracle, gate AUC per role, and the document
+   think-ratio curve with queries adaptive.
 
-``--ship`` copies the final checkpoint with its backbone into ``twn_rag/assets/twn-mini``.
-Deterministic: seeds are fixed and torch runs one thread with deterministic algorithms.
+``--seed`` is the build seed (every random draw of training; the world stays seed 0); the
+results and the seconds each stage took are kept in the build folder. ``--ship`` copies the
+final checkpoint with its backbone and test split into ``twn_rag/assets/twn-mini``.
+Deterministic on one CPU type: seeds are fixed and torch runs one thread with deterministic
+algorithms (other CPUs' float kernels give other weights).
 
-Run: ``.venv/bin/python benchmarks/twn_mini/build.py [--ship]`` (``make mini``).
+Run: ``.venv/bin/python benchmarks/twn_mini/build.py [--seed N] [--ship]`` (``make mini``).
 """
 
 from __future__ import annotations
@@ -30,32 +35,37 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from pretrain import build_pretrained_backbone, fact_recall
+from measure import budget_rows, document_curve, embed_split, gain_share
+from pretrain import build_pretrained_backbone, fact_recall, ticket_recall
 from task import COLOUR_RGB, NUM_CARDS, build_world, write_jsonl
 
-from twn_rag import ReasoningBudget, TWNConfig, TWNEmbedder, calibrate
-from twn_rag.evaluation import evaluate
-from twn_rag.mini import WORLD_FILENAME
-from twn_rag.training import GateArguments, RLArguments, SFTArguments, load_examples, train_gate, train_rl, train_sft
+from twn_rag import TWNConfig, TWNEmbedder
+from twn_rag.mini import TEST_SPLIT_DIRNAME, WORLD_FILENAME
+from twn_rag.training import GateArguments, RLArguments, SFTArguments, train_gate, train_rl, train_sft
 
 logger = logging.getLogger("twn_mini")
 
 REPO = Path(__file__).resolve().parents[2]
 ASSET_DIR = REPO / "twn_rag" / "assets" / "twn-mini"
+# The world is always seed 0 (the demo and the docs name its entities); a build seed changes
+# every random draw of training (initialisation, batches, sampling).
+WORLD_SEED = 0
 SEED = 0
 MAX_THOUGHT_TOKENS = 24
-CALIBRATION_RATIOS = (0.3, 0.5, 0.7)
-SFT_EPOCHS = 60
-# The shipped threshold makes this fraction of the validation queries think.
-GATE_THINK_RATE = 0.3
+SFT_EPOCHS = 35
+# Gate label: thinking raises the margin by more than this.
+GATE_DELTA = 0.25
+RESULTS_FILENAME = "results.json"
+STAGE_SECONDS_FILENAME = "stage_seconds.json"
 MINI_CONFIG = dict(
     max_thought_tokens=MAX_THOUGHT_TOKENS,
     max_image_pixels=64 * 64,
     gate_threshold=0.5,
-    instructions={"query": "Find the card or picture this query asks for.", "document": "Represent this item."},
+    instructions={"query": "Find the item this query asks for.", "document": "Represent this item."},
     reasoning_instructions={
         "query": "Write down the facts needed to answer this query.",
         "document": "Describe this item.",
@@ -64,30 +74,37 @@ MINI_CONFIG = dict(
 
 
 def stage(path: Path, name: str, fn):
-    """Run ``fn`` unless ``path`` already holds its output (a finished stage)."""
+    """Run ``fn`` unless ``path`` already holds its output (a finished stage); the seconds it
+    took are kept in ``<build folder>/stage_seconds.json`` (``path`` is two levels below it)."""
     if path.exists():
         logger.info("%s: reusing %s", name, path)
         return path
     started = time.perf_counter()
     result = fn()
-    logger.info("%s: done in %.0f s", name, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    logger.info("%s: done in %.0f s", name, seconds)
+    record = path.parent.parent / STAGE_SECONDS_FILENAME
+    times = json.loads(record.read_text()) if record.is_file() else {}
+    record.write_text(json.dumps({**times, name: round(seconds)}), encoding="utf-8")
     return result
 
 
-def build(work: Path) -> Path:
-    world = build_world(SEED)
+def build(work: Path, seed: int = SEED) -> Path:
+    world = build_world(WORLD_SEED)
     data = work / "data"
     stage(data / "test.jsonl", "data", lambda: write_jsonl(world, data))
     backbone = work / "backbone"
-    stage(backbone / "config.json", "pretrain", lambda: build_pretrained_backbone(world, backbone, seed=SEED))
-    logger.info("backbone fact recall: %.2f", fact_recall(backbone, world))
-    common = dict(device="cpu", dtype="float32", seed=SEED, show_progress=False)
+    stage(backbone / "config.json", "pretrain", lambda: build_pretrained_backbone(world, backbone, seed=seed))
+    logger.info(
+        "backbone recall: cards %.2f, ticket seats %.2f", fact_recall(backbone, world), ticket_recall(backbone, world)
+    )
+    common = dict(device="cpu", dtype="float32", seed=seed, show_progress=False)
     sft = work / "sft"
     stage(
         sft / "gate_mlp.pt",
         "sft",
         lambda: train_sft(
-            data / "train.jsonl",
+            data / "sft.jsonl",
             backbone,
             SFTArguments(
                 output_dir=sft,
@@ -103,7 +120,7 @@ def build(work: Path) -> Path:
             lora_rank=16,
             lora_alpha=32,
             gate_hidden=64,
-            seed=SEED,
+            seed=seed,
         ),
     )
     gate = work / "gate"
@@ -120,8 +137,8 @@ def build(work: Path) -> Path:
                 batch_size=32,
                 learning_rate=1e-3,
                 weight_decay=0.1,
-                delta=0.02,
-                target_think_rate=GATE_THINK_RATE,
+                delta=GATE_DELTA,
+                roles=("query", "document"),
                 **common,
             ),
         ),
@@ -149,47 +166,72 @@ def build(work: Path) -> Path:
 
 
 def report(checkpoint: Path, data: Path) -> dict:
-    """Test-split results: never, always, adaptive at the gate's threshold and at thresholds
-    calibrated on the validation split's gate scores."""
+    """Test-split results (never read before this step): never / always / adaptive / oracle
+    with both roles thinking, the document think-ratio curve (queries adaptive), gate AUC per
+    role, and per query kind Recall@1 never -> always."""
     embedder = TWNEmbedder.from_pretrained(checkpoint, device="cpu", dtype="float32")
-    validation = load_examples(data / "validation.jsonl")
-    scores = [
-        r.gate_score
-        for r in embedder.encode([e.query for e in validation], role="query", budget=ReasoningBudget(mode="never"))
-    ]
-    test = data / "test.jsonl"
-    rows = {}
-    base = evaluate(embedder, test, ["never", "always", "adaptive"], think_roles=["query"])
-    rows.update(
-        {
-            m if m != "adaptive" else f"adaptive (gate threshold {r.query_threshold:.2f})": r
-            for m, r in base.modes.items()
-        }
-    )
-    for ratio in CALIBRATION_RATIOS:
-        threshold = calibrate(scores, ratio)
-        result = evaluate(embedder, test, ["adaptive"], think_roles=["query"], threshold=threshold).modes["adaptive"]
-        rows[f"adaptive (validation think-rate {ratio:.0%}, threshold {threshold:.3g})"] = result
-    return {"queries": base.queries, "documents": base.documents, "rows": rows}
+    split = embed_split(embedder, data / "test.jsonl")
+    threshold = embedder.config.gate_threshold
+    rows = budget_rows(split, threshold, GATE_DELTA)
+    never_ranks = split.ranks(np.zeros(len(split.positives), bool), np.zeros(len(split.document_names), bool))
+    always_ranks = split.ranks(np.ones(len(split.positives), bool), np.ones(len(split.document_names), bool))
+    kinds = {
+        kind: (
+            float(np.mean([never_ranks[i] == 1 for i in range(len(split.kinds)) if split.kinds[i] == kind])),
+            float(np.mean([always_ranks[i] == 1 for i in range(len(split.kinds)) if split.kinds[i] == kind])),
+        )
+        for kind in dict.fromkeys(split.kinds)
+    }
+    return {
+        "queries": len(split.positives),
+        "documents": len(split.document_names),
+        "threshold": threshold,
+        "rows": rows,
+        "curve": document_curve(split, threshold),
+        "gate_auc": split.gate_auc(GATE_DELTA),
+        "kinds": kinds,
+    }
 
 
-def print_table(results: dict) -> str:
+def format_results(results: dict) -> str:
+    """The results as markdown tables."""
     lines = [
-        f"test split: {results['queries']} queries, {results['documents']} documents",
-        "| mode | Recall@1 | MRR | think-rate | thought tokens / query | wall time s |",
-        "| --- | --- | --- | --- | --- | --- |",
+        f"test split: {results['queries']} queries, {results['documents']} documents; "
+        f"gate threshold {results['threshold']:.3f}; gate AUC query "
+        f"{_number(results['gate_auc']['query'])}, document {_number(results['gate_auc']['document'])}",
+        "",
+        "| mode | Recall@1 | MRR | query think-rate | document think-rate | query tokens | document tokens |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, r in results["rows"].items():
-        lines.append(
-            f"| {name} | {r.recall_at_1:.3f} | {r.mrr:.3f} | {r.query_think_rate:.0%} | "
-            f"{r.query_mean_thought_tokens:.1f} | {r.wall_time_s:.2f} |"
-        )
-    text = "\n".join(lines)
-    print(text)
-    return text
+        lines.append(_row(name, r))
+    lines += [
+        "",
+        "document think ratio (queries adaptive):",
+        "",
+        "| ratio | Recall@1 | MRR | query think-rate | document think-rate | query tokens | document tokens |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    lines += [_row(f"{ratio:g}", r) for ratio, r in results["curve"]]
+    share = gain_share(results["curve"], 0.25)
+    lines += ["", f"share of the always-think document gain at ratio 0.25: {_number(share)}", ""]
+    lines += ["Recall@1 by query kind, never -> always:", ""]
+    lines += [f"- {kind}: {a:.2f} -> {b:.2f}" for kind, (a, b) in results["kinds"].items()]
+    return "\n".join(lines)
 
 
-def ship(checkpoint: Path, backbone: Path) -> None:
+def _row(name: str, r: dict) -> str:
+    return (
+        f"| {name} | {r['recall_at_1']:.3f} | {r['mrr']:.3f} | {r['query_think_rate']:.0%} | "
+        f"{r['document_think_rate']:.0%} | {r['query_tokens']} | {r['document_tokens']} |"
+    )
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def ship(checkpoint: Path, backbone: Path, seed: int) -> None:
     """Copy the checkpoint and its backbone into the package (adapters name it ``backbone``)."""
     if ASSET_DIR.exists():
         shutil.rmtree(ASSET_DIR)
@@ -203,16 +245,31 @@ def ship(checkpoint: Path, backbone: Path) -> None:
     for name in ("gate_mlp.pt", "queries.pt", "twn_config.json"):
         shutil.copy2(checkpoint / name, ASSET_DIR / name)
     shutil.copytree(backbone, ASSET_DIR / "backbone")
-    world = build_world(SEED)
+    # The test split travels with the model, so the notebooks measure it without the build.
+    data = checkpoint.parent / "data"
+    (ASSET_DIR / TEST_SPLIT_DIRNAME).mkdir()
+    shutil.copy2(data / "test.jsonl", ASSET_DIR / TEST_SPLIT_DIRNAME / "test.jsonl")
+    shutil.copytree(data / "pictures", ASSET_DIR / TEST_SPLIT_DIRNAME / "pictures")
+    world = build_world(WORLD_SEED)
     (ASSET_DIR / WORLD_FILENAME).write_text(
         json.dumps(
             {
-                "seed": SEED,
+                "seed": WORLD_SEED,
+                "build_seed": seed,
                 "num_cards": NUM_CARDS,
                 "colours": COLOUR_RGB,
                 "entities": {
-                    name: {"card": card, "colour": colour, "split": world.entity_split[name]}
+                    name: {
+                        "card": card,
+                        "colour": colour,
+                        "friend": world.friends[name],
+                        "split": world.entity_split[name],
+                    }
                     for name, (card, colour) in sorted(world.entities.items())
+                },
+                "tickets": {
+                    str(t): {"seat": seat, "hall": hall, "split": split}
+                    for t, (seat, hall, split) in sorted(world.tickets.items())
                 },
             },
             indent=1,
@@ -224,28 +281,44 @@ def ship(checkpoint: Path, backbone: Path) -> None:
     logger.info("shipped %s", ASSET_DIR)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work", type=Path, default=REPO / ".twn-cache" / "twn-mini-build")
-    parser.add_argument("--fresh", action="store_true", help="Redo every stage.")
-    parser.add_argument("--ship", action="store_true", help="Copy the result into twn_rag/assets/twn-mini.")
-    parser.add_argument("--results", type=Path, help="Write the table (markdown) here.")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+def build_and_report(work: Path, seed: int, fresh: bool = False) -> dict:
+    """Build one seed into ``work`` (reusing finished stages unless ``fresh``) and report it."""
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
-    torch.manual_seed(SEED)
-    if args.fresh and args.work.exists():
-        shutil.rmtree(args.work)
-    started = time.perf_counter()
-    checkpoint = build(args.work)
-    results = report(checkpoint, args.work / "data")
-    table = print_table(results)
-    logger.info("total %.0f s", time.perf_counter() - started)
+    torch.manual_seed(seed)
+    if fresh and work.exists():
+        shutil.rmtree(work)
+    checkpoint = build(work, seed)
+    results = report(checkpoint, work / "data")
+    results["stage_seconds"] = json.loads((work / STAGE_SECONDS_FILENAME).read_text())
+    results["build_seconds"] = sum(results["stage_seconds"].values())
+    logger.info("seed %d: stages took %d s", seed, results["build_seconds"])
+    (work / RESULTS_FILENAME).write_text(json.dumps(results, indent=1), encoding="utf-8")
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, help="Build folder (default .twn-cache/twn-mini-build[-seed<N>]).")
+    parser.add_argument("--seed", type=int, default=SEED, help="Build seed (training randomness; the world stays).")
+    parser.add_argument("--fresh", action="store_true", help="Redo every stage.")
+    parser.add_argument("--ship", action="store_true", help="Copy the result into twn_rag/assets/twn-mini.")
+    parser.add_argument("--results", type=Path, help="Write the tables (markdown) here.")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    work = args.work or work_dir(args.seed)
+    results = build_and_report(work, args.seed, args.fresh)
+    text = format_results(results)
+    print(text)
     if args.results:
-        args.results.write_text(table + "\n", encoding="utf-8")
+        args.results.write_text(text + "\n", encoding="utf-8")
     if args.ship:
-        ship(checkpoint, args.work / "backbone")
+        ship(work / "rl", work / "backbone", args.seed)
+
+
+def work_dir(seed: int) -> Path:
+    """The default build folder of a seed."""
+    return REPO / ".twn-cache" / ("twn-mini-build" if seed == SEED else f"twn-mini-build-seed{seed}")
 
 
 if __name__ == "__main__":

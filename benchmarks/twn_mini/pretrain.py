@@ -9,7 +9,7 @@ import random
 from pathlib import Path
 
 import torch
-from task import COLOURS, World, colour_picture, entity_facts, general_sentences
+from task import COLOURS, World, colour_picture, entity_facts, general_sentences, picture_thought
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from twn_rag.testing import build_tiny_backbone, build_tiny_tokenizer
@@ -24,7 +24,10 @@ VOCAB_SIZE = 800
 def caption_examples(seed: int, per_colour: int = 12) -> list[tuple[str, object]]:
     """(text, image) pairs: a colour picture followed by its caption."""
     return [
-        (f"<|vision_start|><|image_pad|><|vision_end|>a {colour} picture.", colour_picture(colour, seed * 1000 + i))
+        (
+            f"<|vision_start|><|image_pad|><|vision_end|>a {colour} picture. {picture_thought(colour)}",
+            colour_picture(colour, seed * 1000 + i),
+        )
         for colour in COLOURS
         for i in range(per_colour)
     ]
@@ -34,7 +37,7 @@ def build_pretrained_backbone(
     world: World, output_dir: Path, steps: int = 2500, batch_size: int = 32, seed: int = 0
 ) -> Path:
     """Build the tokenizer and backbone for ``world`` and pre-train it; returns its directory."""
-    facts, others = entity_facts(world), general_sentences()
+    facts, others = entity_facts(world), general_sentences(world)
     # Tokenizer words also cover the query templates, so "the" is one token, not three.
     vocabulary = facts + others + [f"a {c} picture." for c in COLOURS] + [q.text for q in world.queries]
     tokenizer = build_tiny_tokenizer(corpus=vocabulary, vocab_size=VOCAB_SIZE)
@@ -94,3 +97,17 @@ def fact_recall(backbone_dir: Path, world: World) -> float:
     texts = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
     hits = sum(t.strip().rstrip(".").split(" ")[0] == str(world.entities[n][0]) for n, t in zip(names, texts))
     return hits / len(names)
+
+
+def ticket_recall(backbone_dir: Path, world: World) -> float:
+    """Fraction of tickets whose seat the backbone completes greedily ("ticket N is for seat" -> S)."""
+    processor = AutoProcessor.from_pretrained(str(backbone_dir))
+    model = AutoModelForImageTextToText.from_pretrained(str(backbone_dir), dtype=torch.float32).eval()
+    tokenizer = processor.tokenizer
+    tokenizer.padding_side = "left"
+    tickets = sorted(world.tickets.items())
+    batch = tokenizer([f"Fact: ticket {t} is for seat" for t, _ in tickets], return_tensors="pt", padding=True)
+    with torch.inference_mode():
+        out = model.generate(**batch, max_new_tokens=4, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    texts = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+    return sum(t.strip().startswith(f"{seat}.") for (_, (seat, _, _)), t in zip(tickets, texts)) / len(tickets)

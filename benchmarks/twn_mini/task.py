@@ -1,23 +1,39 @@
-"""A synthetic retrieval world where some queries need a reasoning step and others do not.
+"""A synthetic retrieval world where some queries and some documents need a thought and the rest do not.
 
-The world (seeded, reproducible): made-up entities, each with a card number and a colour.
-Documents are number cards (text) and colour pictures (images). Query kinds:
+The world (seeded, reproducible): made-up names, each with a card number and a friend (another
+name), and tickets, each for a seat in a hall. Documents are number cards ("This is card
+number 17."), colour pictures (images), ticket pages ("Ticket 83.") and, in the train split
+only, hall plates ("This is hall 301."). Query kinds:
 
-- ``direct-number`` "number 17" -> card 17, and ``direct-colour`` "a red picture" -> the red
-  picture: the answer is on the surface, thinking is needless (and may mislead);
-- ``lookup-number`` "the card of zorp" -> zorp's card, ``lookup-colour`` "the colour of zorp"
-  -> zorp's picture: the answer is a fact the backbone learned in pre-training;
-- ``arithmetic`` "number 12 plus 5" -> card 17;
-- ``composition`` "the card of zorp plus 3" -> zorp's card + 3.
+- ``direct-number`` "number 17" -> card 17, ``direct-colour`` "a red picture" -> the red
+  picture, ``direct-hall`` "hall 301" -> its plate (train only): the answer is on the surface,
+  a thought is needless;
+- ``lookup-number`` "the card of the friend of zorp" -> the card of zorp's friend: two facts the
+  backbone learned in pre-training, chained, which the query's thought writes out ("Fact: zorp has
+  friend kalo. Fact: kalo has card 17."). One fact about a name is in the backbone's plain
+  reading of it (an earlier world with one-fact lookups found their cards without thinking);
+  the chain of two is not: it needs the thought.
+- ``lookup-ticket`` "the ticket for hall 301" -> the ticket whose seat is in that hall. The
+  world states the chain in one direction only ("Fact: ticket 83 is for seat 171.", "Fact:
+  seat 171 is in hall 301."): like a language model that learned "A is B" and cannot answer
+  "what is B?" (the reversal curse), the backbone cannot recall the ticket from the hall, so
+  no query thought finds it (one that tries writes something else and goes astray); but the
+  ticket page's own thought writes the chain down ("Fact: ticket 83 is for seat 171. Fact:
+  seat 171 is in hall 301.") and the page is then found by its hall. This is where
+  **documents** need to think. The hall plates teach the embedding to match every hall
+  number, and reveal no ticket. (With one fact, ticket -> seat, and seat plates, the plain
+  reading of a ticket page already carried its seat: found without thinking.)
 
-A reasoning query's reference thought states the fact ("Fact: zorp has card 17."), so a model
-that thinks writes the answer out and the embedding only has to match it. Facts start with
-"Fact:" so that names and numbers inside them are the same tokens (with a leading space) as
-in queries and documents: copying them needs no mapping between token variants.
+Reference thoughts: a lookup query's states its facts; every document has one, which for a
+card, a picture or a plate only says what the document shows ("Fact: this is card 17."),
+cheap and harmless, and for a ticket states its chain. Direct and ticket queries have none:
+thinking on them is what the gate must learn to skip. Pre-training never puts a query's or a
+page's own words right before the fact it hides (that would put the answer into the plain,
+no-think reading of them).
 
-Splits: entities and arithmetic pairs are split into train / validation / test; the
-pre-training corpus states every fact (it is the world knowledge a pretrained MLLM would
-have), while TWN training uses only the train split and calibration only validation.
+Splits: names and tickets are split into train / validation / test; the pre-training corpus
+states every fact (it is the world knowledge of a pretrained MLLM), while TWN training uses
+only the train split and the gate only validation.
 """
 
 from __future__ import annotations
@@ -38,11 +54,17 @@ COLOUR_RGB = {
 }
 NUM_CARDS = 60
 NUM_ENTITIES = 48
-MAX_ADDEND = 9
 SYLLABLES = ("ka", "zo", "rim", "bel", "tu", "vex", "ny", "dor", "pli", "sam", "gu", "fen", "lo", "qui")
 SPLITS = ("train", "validation", "test")
-REASONING_KINDS = ("lookup-number", "lookup-colour", "arithmetic", "composition")
-DIRECT_KINDS = ("direct-number", "direct-colour")
+# Ticket numbers follow the card numbers, seat numbers the tickets, hall numbers the seats:
+# no two kinds share a number.
+FIRST_TICKET = 60
+FIRST_SEAT = FIRST_TICKET + 2 * NUM_ENTITIES
+FIRST_HALL = FIRST_SEAT + 2 * NUM_ENTITIES
+REASONING_KINDS = ("lookup-number",)
+DIRECT_KINDS = ("direct-number", "direct-colour", "direct-hall")
+# Queries that need a thought on the document side (the positive's), not on their own.
+DOCUMENT_REASONING_KINDS = ("lookup-ticket",)
 
 
 @dataclass(frozen=True)
@@ -50,6 +72,8 @@ class Document:
     doc_id: str
     text: str = ""
     colour: str | None = None  # set for picture documents (an image of that colour)
+    thought: str | None = None  # reference thought (None: the document shows what it is)
+    split: str | None = None  # the split of the entity it belongs to (None: every split's)
 
 
 @dataclass(frozen=True)
@@ -68,9 +92,16 @@ class World:
     entity_split: dict[str, str]
     documents: list[Document]
     queries: list[Query] = field(default_factory=list)
+    tickets: dict[int, tuple[int, int, str]] = field(default_factory=dict)  # ticket -> (seat, hall, split)
+    friends: dict[str, str] = field(default_factory=dict)  # name -> friend
 
     def split(self, name: str) -> list[Query]:
         return [q for q in self.queries if q.split == name]
+
+    def split_documents(self, name: str) -> list[Document]:
+        """The documents a split's queries are ranked against: every card and picture, and
+        the split's tickets."""
+        return [d for d in self.documents if d.split in (None, name)]
 
 
 def card_id(n: int) -> str:
@@ -83,6 +114,64 @@ def picture_id(colour: str) -> str:
 
 def card_text(n: int) -> str:
     return f"This is card number {n}."
+
+
+def ticket_id(n: int) -> str:
+    return f"ticket-{n}"
+
+
+def ticket_text(n: int) -> str:
+    return f"Ticket {n}."
+
+
+def hall_id(n: int) -> str:
+    return f"hall-{n}"
+
+
+def hall_text(n: int) -> str:
+    return f"This is hall {n}."
+
+
+def card_thought(n: int) -> str:
+    return f"Fact: this is card {n}."
+
+
+def picture_thought(colour: str) -> str:
+    return f"Fact: a {colour} picture."
+
+
+def hall_thought(n: int) -> str:
+    return f"Fact: this is hall {n}."
+
+
+def card_fact(name: str, card: int) -> str:
+    return f"Fact: {name} has card {card}."
+
+
+def friend_fact(name: str, friend: str) -> str:
+    return f"Fact: {name} has friend {friend}."
+
+
+def card_query(name: str) -> str:
+    """The two-fact lookup: the card of ``name``'s friend."""
+    return f"the card of the friend of {name}"
+
+
+def ticket_fact(n: int, seat: int) -> str:
+    """The one direction the world states a ticket's seat in (see the module docstring)."""
+    return f"Fact: ticket {n} is for seat {seat}."
+
+
+def seat_fact(seat: int, hall: int) -> str:
+    return f"Fact: seat {seat} is in hall {hall}."
+
+
+def ticket_thought(n: int, seat: int, hall: int) -> str:
+    return f"{ticket_fact(n, seat)} {seat_fact(seat, hall)}"
+
+
+def ticket_query(hall: int) -> str:
+    return f"the ticket for hall {hall}"
 
 
 def _names(rng: random.Random, count: int) -> list[str]:
@@ -105,7 +194,7 @@ def build_world(seed: int = 0) -> World:
     """The whole world and its queries, deterministically from ``seed``."""
     rng = random.Random(seed)
     names = _names(rng, NUM_ENTITIES)
-    cards = rng.sample(range(NUM_CARDS - MAX_ADDEND), NUM_ENTITIES)
+    cards = rng.sample(range(NUM_CARDS), NUM_ENTITIES)
     entities = {name: (card, rng.choice(COLOURS)) for name, card in zip(names, cards)}
     order = names[:]
     rng.shuffle(order)
@@ -114,9 +203,26 @@ def build_world(seed: int = 0) -> World:
         name: "train" if i < n_train else "validation" if i < n_train + n_val else "test"
         for i, name in enumerate(order)
     }
-    documents = [Document(card_id(n), card_text(n)) for n in range(NUM_CARDS)]
-    documents += [Document(picture_id(c), colour=c) for c in COLOURS]
-    world = World(seed, entities, entity_split, documents)
+    # Generators of their own, so each part of the world is drawn independently of the others.
+    circle = names[:]
+    random.Random(f"friends-{seed}").shuffle(circle)
+    friends = {a: b for a, b in zip(circle, circle[1:] + circle[:1])}  # each name is one name's friend
+    ticket_rng = random.Random(f"tickets-{seed}")
+    numbers = ticket_rng.sample(range(FIRST_TICKET, FIRST_SEAT), NUM_ENTITIES)
+    seats = ticket_rng.sample(range(FIRST_SEAT, FIRST_HALL), NUM_ENTITIES)
+    halls = ticket_rng.sample(range(FIRST_HALL, FIRST_HALL + 2 * NUM_ENTITIES), NUM_ENTITIES)
+    # as many tickets per split as names: ticket i is in the split of name i
+    tickets = {t: (s, h, entity_split[name]) for t, s, h, name in zip(numbers, seats, halls, order)}
+    documents = [Document(card_id(n), card_text(n), thought=card_thought(n)) for n in range(NUM_CARDS)]
+    documents += [Document(picture_id(c), colour=c, thought=picture_thought(c)) for c in COLOURS]
+    documents += [
+        Document(ticket_id(t), ticket_text(t), thought=ticket_thought(t, seat, hall), split=split)
+        for t, (seat, hall, split) in tickets.items()
+    ]
+    documents += [
+        Document(hall_id(h), hall_text(h), thought=hall_thought(h), split="train") for _, h, _ in tickets.values()
+    ]
+    world = World(seed, entities, entity_split, documents, friends=friends, tickets=tickets)
     queries = world.queries
     for n in range(NUM_CARDS):
         queries.append(Query("direct-number", f"number {n}", card_id(n), None, _split_of(rng)))
@@ -127,65 +233,54 @@ def build_world(seed: int = 0) -> World:
             (f"the {colour} one", "test"),
         ):
             queries.append(Query("direct-colour", template, picture_id(colour), None, split))
-    for name, (card, colour) in entities.items():
-        split = entity_split[name]
-        queries.append(
-            Query("lookup-number", f"the card of {name}", card_id(card), f"Fact: {name} has card {card}.", split)
-        )
-        queries.append(
-            Query("lookup-colour", f"the colour of {name}", picture_id(colour), f"Fact: {name} is {colour}.", split)
-        )
-        addend = rng.randint(1, MAX_ADDEND)
-        queries.append(
-            Query(
-                "composition",
-                f"the card of {name} plus {addend}",
-                card_id(card + addend),
-                f"Fact: {name} has card {card}. Fact: {card} plus {addend} is {card + addend}.",
-                split,
-            )
-        )
-    for a in range(NUM_CARDS - MAX_ADDEND):
-        for b in range(1, MAX_ADDEND + 1):
-            if rng.random() < 0.15:
-                queries.append(
-                    Query(
-                        "arithmetic",
-                        f"number {a} plus {b}",
-                        card_id(a + b),
-                        f"Fact: {a} plus {b} is {a + b}.",
-                        _split_of(rng),
-                    )
-                )
+    for name in names:
+        friend = friends[name]
+        card = entities[friend][0]
+        thought = f"{friend_fact(name, friend)} {card_fact(friend, card)}"
+        queries.append(Query("lookup-number", card_query(name), card_id(card), thought, entity_split[name]))
+    for ticket, (_, hall, split) in tickets.items():
+        queries.append(Query("lookup-ticket", ticket_query(hall), ticket_id(ticket), None, split))
+        queries.append(Query("direct-hall", f"hall {hall}", hall_id(hall), None, "train"))
     return world
 
 
 def entity_facts(world: World) -> list[str]:
-    """Every entity fact, in a few phrasings: the arbitrary associations pre-training must store."""
+    """Every fact: the arbitrary associations pre-training must store, each alone and after
+    "About <subject>." (never after a query's or a page's own words), and each name's two
+    facts chained, as a thought states them."""
     lines = []
     for name, (card, colour) in world.entities.items():
-        lines += [f"Fact: {name} has card {card}.", f"Fact: {name} is {colour}.", f"The card of {name} is {card}."]
-        # The name said twice: pre-training also teaches to recall a fact about a name read
-        # earlier in the context (a pretrained LLM can; a model trained only on the lines
-        # above could not copy a name it has to look up).
-        lines += [f"About {name}. Fact: {name} has card {card}.", f"About {name}. Fact: {name} is {colour}."]
+        friend = world.friends[name]
+        fact, friendship = card_fact(name, card), friend_fact(name, friend)
+        # "the friend of X." before the first fact teaches to copy the name a lookup ends
+        # with (the reasoning adapter otherwise wrote train names for 8 of 12 held-out ones);
+        # the plain reading of the lookup may then carry the friend, never the friend's card.
+        lines += [fact, f"About {name}. {fact}", friendship, f"the friend of {name}. {friendship}"]
+        lines += [f"{friendship} {card_fact(friend, world.entities[friend][0])}", f"Fact: {name} is {colour}."]
+    for ticket, (seat, hall, _) in world.tickets.items():
+        # Only ticket -> seat -> hall, never backwards.
+        first, second = ticket_fact(ticket, seat), seat_fact(seat, hall)
+        # Not chained in one line: a model that reads a ticket number right before its hall
+        # learns ticket -> hall directly, and its plain reading of a ticket page then carries
+        # the hall (found without thinking for about half the held-out tickets).
+        lines += [first, f"About ticket {ticket}. {first}", second, f"About seat {seat}. {second}"]
     return lines
 
 
-def general_sentences() -> list[str]:
-    """Every sum in range and every card text."""
-    pairs = [(a, b) for a in range(NUM_CARDS - MAX_ADDEND) for b in range(1, MAX_ADDEND + 1)]
-    lines = [f"Fact: {a} plus {b} is {a + b}." for a, b in pairs]
-    lines += [f"Add {a} and {b}. Fact: {a} plus {b} is {a + b}." for a, b in pairs]
-    lines += [card_text(n) for n in range(NUM_CARDS)]
-    lines += [f"number {n}" for n in range(NUM_CARDS)]
+def general_sentences(world: World) -> list[str]:
+    """Every card, ticket and hall text, alone and (but tickets) followed by what it shows."""
+    lines = [card_text(n) for n in range(NUM_CARDS)]
+    lines += [f"{card_text(n)} {card_thought(n)}" for n in range(NUM_CARDS)]
+    tickets = range(FIRST_TICKET, FIRST_SEAT)
+    lines += [ticket_text(n) for n in tickets] + [f"ticket {n}" for n in tickets]
+    lines += [f"{hall_text(h)} {hall_thought(h)}" for _, h, _ in world.tickets.values()]
     return lines
 
 
 def pretraining_corpus(world: World) -> list[str]:
     """The backbone's world knowledge as plain sentences (colour pictures are captioned
     separately, with images)."""
-    return entity_facts(world) + general_sentences()
+    return entity_facts(world) + general_sentences(world)
 
 
 def colour_picture(colour: str, seed: int = 0, size: int = 64):
@@ -199,6 +294,11 @@ def colour_picture(colour: str, seed: int = 0, size: int = 64):
     return Image.fromarray(pixels.clip(0, 255).astype(np.uint8))
 
 
+def kind_of(doc: Document) -> str:
+    """``card``, ``picture``, ``ticket`` or ``hall``."""
+    return doc.doc_id.split("-", 1)[0]
+
+
 def document_side(doc: Document, picture_dir: str) -> dict:
     """A document as a training-data side: text for cards, an image path for pictures."""
     if doc.colour is None:
@@ -206,12 +306,64 @@ def document_side(doc: Document, picture_dir: str) -> dict:
     return {"image": f"{picture_dir}/{doc.colour}.png"}
 
 
+# Counterfactual pairs per train lookup (see ``counterfactual_pairs``).
+COUNTERFACTUALS_PER_LOOKUP = 2
+
+
+@dataclass(frozen=True)
+class Counterfactual:
+    """A think-view-only training pair: a lookup whose thought states made-up facts, and the
+    document those facts point to (with ``positive_thought`` on that side, if any)."""
+
+    kind: str
+    text: str
+    positive: str
+    query_thought: str | None
+    positive_thought: str | None
+
+
+def counterfactual_pairs(world: World, per_lookup: int = COUNTERFACTUALS_PER_LOOKUP) -> list[Counterfactual]:
+    """For every train lookup, ``per_lookup`` pairs with the same names or ticket but made-up
+    facts in the thought ("the card of the friend of zorp" with "Fact: zorp has friend kalo.
+    Fact: kalo has card 33." -> card 33): the answer is whatever the thought says, so the
+    embedding learns to follow the thought rather than memorise the names or ticket numbers it
+    was trained on, which it would otherwise also do (its think view found held-out names'
+    cards in only 3 of 12 cases with exact thoughts). Only train names, tickets, seats and
+    halls appear; SFT uses them in the think view only (``think_view_only``), so no made-up
+    fact is ever taught to the reasoning adapter."""
+    rng = random.Random(f"counterfactual-{world.seed}")
+    names = sorted(n for n, s in world.entity_split.items() if s == "train")
+    tickets = sorted(t for t, (_, _, s) in world.tickets.items() if s == "train")
+    seats = [world.tickets[t][0] for t in tickets]
+    halls = [world.tickets[t][1] for t in tickets]
+    pairs = []
+    for name in names:
+        for _ in range(per_lookup):
+            friend = rng.choice([n for n in names if n not in (name, world.friends[name])])
+            card = rng.randrange(NUM_CARDS)
+            thought = f"{friend_fact(name, friend)} {card_fact(friend, card)}"
+            pairs.append(Counterfactual("lookup-number", card_query(name), card_id(card), thought, card_thought(card)))
+    for ticket in tickets:
+        for _ in range(per_lookup):
+            seat, hall = rng.choice(seats), rng.choice([h for h in halls if h != world.tickets[ticket][1]])
+            pairs.append(
+                Counterfactual(
+                    "lookup-ticket", ticket_query(hall), ticket_id(ticket), None, ticket_thought(ticket, seat, hall)
+                )
+            )
+    return pairs
+
+
 def write_jsonl(world: World, out_dir, negatives_per_query: int = 3, picture_dir: str = "pictures") -> dict[str, str]:
     """Write ``train.jsonl``, ``validation.jsonl``, ``test.jsonl`` (the twn-rag training
-    format) and the colour pictures under ``out_dir``; returns split -> path.
+    format), ``sft.jsonl`` (the train lines and the counterfactual pairs, for SFT) and the
+    colour pictures under ``out_dir``; returns name -> path (the splits and ``sft``).
 
-    Every line lists hard negatives (documents of the same kind as the positive) so that
-    the evaluator's corpus holds every document of the world.
+    Every line lists hard negatives (documents of the split of the same kind as the
+    positive: cards, pictures, tickets or halls), chosen so that every document of the split
+    (``World.split_documents``) is in the file: the evaluator's corpus is the split's whole
+    collection. A positive that needs a thought carries its reference thought
+    (``positive_thought``).
     """
     import json
     from pathlib import Path
@@ -223,27 +375,53 @@ def write_jsonl(world: World, out_dir, negatives_per_query: int = 3, picture_dir
     by_id = {d.doc_id: d for d in world.documents}
     rng = random.Random(world.seed)
     paths = {}
+
+    def negatives(positive: Document, documents: list[Document], unseen: set[str]) -> list[Document]:
+        same_kind = [d for d in documents if kind_of(d) == kind_of(positive) and d is not positive]
+        others = [d for d in same_kind if d.doc_id in unseen][:1]
+        others += rng.sample(
+            [d for d in same_kind if d not in others], min(negatives_per_query, len(same_kind)) - len(others)
+        )
+        unseen -= {d.doc_id for d in others}
+        return others
+
     for split in SPLITS:
+        documents = world.split_documents(split)
+        unseen = {d.doc_id for d in documents} - {q.positive for q in world.split(split)}
         path = out / f"{split}.jsonl"
         with path.open("w", encoding="utf-8") as f:
             for i, query in enumerate(world.split(split)):
                 positive = by_id[query.positive]
-                same_kind = [
-                    d for d in world.documents if (d.colour is None) == (positive.colour is None) and d is not positive
-                ]
-                others = rng.sample(same_kind, min(negatives_per_query, len(same_kind)))
                 record = {
                     "id": f"{split}-{i}-{query.kind}",
                     "query": query.text,
                     "positive": document_side(positive, picture_dir),
-                    "negatives": [document_side(d, picture_dir) for d in others],
+                    "negatives": [document_side(d, picture_dir) for d in negatives(positive, documents, unseen)],
                 }
                 if query.thought is not None:
                     record["query_thought"] = query.thought
+                if positive.thought is not None:
+                    record["positive_thought"] = positive.thought
                 f.write(json.dumps(record) + "\n")
+        if unseen:
+            raise ValueError(f"{split}: documents {sorted(unseen)} are in no line; use more negatives_per_query")
         paths[split] = str(path)
-    # The whole document collection, for evaluators that rank against every document.
-    with (out / "corpus.jsonl").open("w", encoding="utf-8") as f:
-        for doc in world.documents:
-            f.write(json.dumps({"id": doc.doc_id, **document_side(doc, picture_dir)}) + "\n")
+    sft = out / "sft.jsonl"
+    documents = world.split_documents("train")
+    with sft.open("w", encoding="utf-8") as f:
+        f.write(Path(paths["train"]).read_text(encoding="utf-8"))
+        for i, pair in enumerate(counterfactual_pairs(world)):
+            positive = by_id[pair.positive]
+            record = {
+                "id": f"counterfactual-{i}-{pair.kind}",
+                "query": pair.text,
+                "positive": document_side(positive, picture_dir),
+                "negatives": [document_side(d, picture_dir) for d in negatives(positive, documents, set())],
+                "think_view_only": True,
+            }
+            for key, thought in (("query_thought", pair.query_thought), ("positive_thought", pair.positive_thought)):
+                if thought is not None:
+                    record[key] = thought
+            f.write(json.dumps(record) + "\n")
+    paths["sft"] = str(sft)
     return paths

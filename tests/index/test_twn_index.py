@@ -15,6 +15,7 @@ from twn_rag.result_metadata import (
     TEXT_TOKENS_ORIGINAL_KEY,
     TEXT_TRUNCATED_KEY,
     TEXT_TRUNCATION_KEYS,
+    THOUGHT_KEY,
     THOUGHT_USED_KEY,
 )
 from twn_rag.samples import make_sample_image, write_sample_pdf
@@ -139,6 +140,11 @@ def test_budget_is_stored_and_enforced_across_reopen(tmp_path, embedder, docs):
     assert after.items_seen == 4 + 3
     thoughts = [m for m in _all_records(reopened)["metadatas"] if m[THOUGHT_USED_KEY]]
     assert len(thoughts) == 2 and all(m["source"].endswith("clip.mp4") for m in thoughts)
+    # items(where=...) lists the stored records that thought, with their thoughts
+    thought = reopened.items(where={THOUGHT_USED_KEY: True})
+    assert sorted(h.thought for h in thought) == sorted(m[THOUGHT_KEY] for m in thoughts)
+    assert all(h.source.endswith("clip.mp4") and h.timestamp is not None and np.isnan(h.score) for h in thought)
+    assert len(reopened.items()) == reopened.count() == 7
 
     # New limits apply from now on; the spend is kept.
     raised = reopened.set_budget("document", ReasoningBudget(mode="always", max_thought_tokens=4, token_budget=100))

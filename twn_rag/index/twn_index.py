@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -908,6 +909,20 @@ class TWNIndex:
         ``where`` is a Chroma metadata filter, e.g. ``{"source_type": "pdf"}``."""
         hits, self.last_query = self.search_with_query(query, image, k, where)
         return hits
+
+    def items(self, where: dict[str, Any] | None = None) -> list[SearchHit]:
+        """Every stored item, or those matching the Chroma metadata filter ``where`` (e.g.
+        ``{THOUGHT_USED_KEY: True}``, ``twn_rag.result_metadata``: the documents that thought), in storage order, as
+        ``SearchHit``s whose ``score`` is NaN (no query was asked)."""
+        hits: list[SearchHit] = []
+        while True:
+            page = self._collection.get(
+                where=where, limit=self._max_batch_size, offset=len(hits), include=["metadatas", "documents"]
+            )
+            if not page["ids"]:
+                return hits
+            as_query = {key: [page[key]] for key in ("ids", "metadatas", "documents")}
+            hits += hits_from_query({**as_query, "distances": [[math.nan] * len(page["ids"])]}, self.index_dir)
 
     def info(self) -> IndexInfo:
         """Counts by modality and source, the model, and each role's budget and spend."""

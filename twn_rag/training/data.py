@@ -17,6 +17,10 @@ Each line is a query, its positive and optional hard negatives::
 - ``instruction``: optional per-pair task instruction for the query (the query object's own
   ``instruction`` wins); documents use their own ``instruction`` or the checkpoint's default.
 - ``id``: optional, any string or number, kept for reports.
+- ``think_view_only``: optional, ``true`` for a pair whose thoughts are not facts to learn
+  (e.g. counterfactual thoughts that teach the embedding to follow what a thought says, not
+  the names around it): SFT uses it only in the embedding's think view; the reasoning adapter
+  never learns its thoughts and the no-think view never sees it.
 - Blank lines are skipped. A malformed line raises ``DataFormatError`` naming the file, the
   line number and the reason; missing media files are found when the file is loaded, and
   unreadable ones when their example is embedded (``InvalidInputError`` naming file and line).
@@ -32,7 +36,9 @@ from typing import Any
 
 from twn_rag.inputs import EmbeddingInput
 
-RECORD_KEYS = frozenset({"id", "query", "positive", "negatives", "query_thought", "positive_thought", "instruction"})
+RECORD_KEYS = frozenset(
+    {"id", "query", "positive", "negatives", "query_thought", "positive_thought", "instruction", "think_view_only"}
+)
 SIDE_KEYS = frozenset({"text", "image", "images", "video", "video_fps", "instruction"})
 
 
@@ -59,6 +65,7 @@ class RetrievalExample:
     path: str
     line: int
     id: str | None = None
+    think_view_only: bool = False
 
     @property
     def source(self) -> str:
@@ -121,6 +128,11 @@ def parse_record(record: Any, path: str | Path, line: int) -> RetrievalExample:
             raise fail(f"'{key}' must be a non-empty string")
     if record.get("instruction") and "instruction" not in query:
         query["instruction"] = record["instruction"]
+    think_view_only = record.get("think_view_only", False)
+    if not isinstance(think_view_only, bool):
+        raise fail("'think_view_only' must be true or false")
+    if think_view_only and not (record.get("query_thought") or record.get("positive_thought")):
+        raise fail("'think_view_only' needs a query_thought or a positive_thought")
     example_id = record.get("id")
     if example_id is not None and not isinstance(example_id, (str, int)):
         raise fail("'id' must be a string or a number")
@@ -133,6 +145,7 @@ def parse_record(record: Any, path: str | Path, line: int) -> RetrievalExample:
         path=str(path),
         line=line,
         id=None if example_id is None else str(example_id),
+        think_view_only=think_view_only,
     )
 
 

@@ -1,13 +1,20 @@
-"""Stage 2: the gate, trained on self-supervised labels.
+"""Stage 2: the gate, trained on self-supervised labels, for queries and (optionally) documents.
 
 For every training query, the no-think and the think embedding (thought generated greedily
 by the ``reasoning`` adapter, exactly as at inference) are scored against the query's
 positive and against every other document of the data (its hard negatives and the other
 queries' positives): margin = cos(positive) - max cos(negative). The label is 1 where
-thinking improves the margin by more than ``delta``. The gate MLP then learns these labels
-with class-balanced BCE on the frozen pooled features of the no-think pass (the very features
-it reads at inference). Precision, recall and ROC AUC are reported on a held-out split, and
-the threshold can be calibrated to a target think-rate.
+thinking improves the margin by more than ``delta``.
+
+A document is labelled the same way from the other side: its margin is the mean margin of the
+queries it is the positive of (queries embedded without thinking, every other document
+without thinking), once with the document's no-think vector and once with its think vector.
+Documents that are nobody's positive get no label.
+
+The gate MLP (one for both roles: it reads the role's own prompt in its features) then learns
+these labels with class-balanced BCE on the frozen pooled features of the no-think pass (the
+very features it reads at inference). Precision, recall and ROC AUC are reported on a held-out
+split, overall and per role, and the threshold can be calibrated to a target think-rate.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from twn_rag.budget import ReasoningBudget, calibrate
+from twn_rag.config import ROLES
 from twn_rag.embedder import TWNEmbedder
 from twn_rag.gate import GateMLP
 from twn_rag.modeling import GATE_PART, load_tensor_file
@@ -41,7 +49,8 @@ GATE_METRICS_FILENAME = "gate_metrics.json"
 @dataclass
 class GateArguments(TrainingArguments):
     """Gate options. ``delta``: the margin gain thinking must exceed for label 1.
-    ``holdout_fraction`` of the queries is kept out of training for the reported metrics.
+    ``roles``: whose labels to learn, ``("query",)`` or with ``"document"`` too.
+    ``holdout_fraction`` of each role's rows is kept out of training for the reported metrics.
     ``target_think_rate``: calibrate the saved threshold so this fraction of the training
     queries would think (else 0.5). ``embed_batch_size`` and ``max_thought_tokens`` (default:
     the checkpoint's) apply to labelling."""
@@ -54,9 +63,13 @@ class GateArguments(TrainingArguments):
     target_think_rate: float | None = None
     embed_batch_size: int = 8
     max_thought_tokens: int | None = None
+    roles: tuple[str, ...] = ("query",)
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.roles = tuple(self.roles)
+        if not self.roles or set(self.roles) - set(ROLES) or len(set(self.roles)) != len(self.roles):
+            raise ValueError(f"roles must be distinct names among {ROLES}, got {list(self.roles)}")
         if not 0.0 <= self.holdout_fraction < 1.0:
             raise ValueError(f"holdout_fraction must be within [0, 1), got {self.holdout_fraction}")
         if self.target_think_rate is not None and not 0.0 <= self.target_think_rate <= 1.0:
@@ -65,25 +78,38 @@ class GateArguments(TrainingArguments):
 
 @dataclass
 class GateData:
-    """Per query: the gate's input features, the no-think and think margins, thought length."""
+    """Per labelled input (queries first, then documents): the gate's input features, the
+    no-think and think margins, thought length, and its role (all ``"query"`` when not given)."""
 
     features: torch.Tensor  # [N, hidden], float32
     margin_nothink: torch.Tensor  # [N]
     margin_think: torch.Tensor  # [N]
     thought_tokens: torch.Tensor  # [N]
     meta: dict = field(default_factory=dict)
+    roles: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.roles = list(self.roles) or ["query"] * len(self.features)
+        if len(self.roles) != len(self.features):
+            raise ValueError(f"{len(self.roles)} roles for {len(self.features)} labelled rows")
 
     def labels(self, delta: float) -> torch.Tensor:
         """1.0 where thinking improves the margin by more than ``delta``, else 0.0."""
         return ((self.margin_think - self.margin_nothink) > delta).float()
 
+    def rows(self, role: str) -> list[int]:
+        """The row indices of ``role``'s inputs."""
+        return [i for i, r in enumerate(self.roles) if r == role]
+
     def save(self, path: Path) -> None:
-        torch.save({**{k: v for k, v in asdict(self).items() if k != "meta"}, "meta": json.dumps(self.meta)}, path)
+        tensors = {k: v for k, v in asdict(self).items() if k not in ("meta", "roles")}
+        torch.save({**tensors, "meta": json.dumps(self.meta), "roles": json.dumps(self.roles)}, path)
 
     @classmethod
     def load(cls, path: Path) -> GateData:
         state = load_tensor_file(path)
-        return cls(**{**state, "meta": json.loads(state["meta"])})
+        roles = json.loads(state.pop("roles", "[]"))  # files written before document labels hold queries only
+        return cls(**{**state, "meta": json.loads(state["meta"]), "roles": roles})
 
 
 def margins(queries: np.ndarray, documents: np.ndarray, positives: Sequence[int]) -> np.ndarray:
@@ -97,42 +123,79 @@ def margins(queries: np.ndarray, documents: np.ndarray, positives: Sequence[int]
     return positive - np.where(np.isfinite(best_negative), best_negative, 0.0)
 
 
+def document_margins(
+    query_vectors: np.ndarray, doc_vectors: np.ndarray, positives: Sequence[int], document: int, vector: np.ndarray
+) -> float:
+    """The mean margin (see ``margins``) of the queries whose positive is ``document`` when that
+    document is embedded as ``vector`` and every other document as in ``doc_vectors``."""
+    rows = [i for i, p in enumerate(positives) if p == document]
+    replaced = doc_vectors.copy()
+    replaced[document] = vector
+    return float(margins(query_vectors[rows], replaced, [positives[i] for i in rows]).mean())
+
+
 def collect_gate_data(
     embedder: TWNEmbedder,
     examples: Sequence[RetrievalExample],
     *,
+    roles: Sequence[str] = ("query",),
     batch_size: int = 8,
     max_thought_tokens: int | None = None,
     show_progress: bool = False,
 ) -> GateData:
     """Embed every query without and with a (greedy) thought, every document without, and
-    return the features and margins the gate labels come from."""
+    return the features and margins the query labels come from; with ``"document"`` in
+    ``roles`` also embed every positive document with a thought and add its row (see the
+    module docstring). Rows: the queries (when ``"query"`` is in ``roles``), then the
+    documents in order of first appearance."""
     max_tokens = max_thought_tokens or embedder.config.max_thought_tokens
     documents, positives, _ = document_corpus(examples)
     never = ReasoningBudget(mode="never")
+    always = ReasoningBudget(mode="always", max_thought_tokens=max_tokens)
     doc_vectors = np.stack(
         [r.vector for r in embedder.encode(documents, role="document", budget=never, batch_size=batch_size)]
     )
-    features, nothink, think, tokens = [], [], [], []
+    query_vectors, features, nothink, think, tokens = [], [], [], [], []
     chunks = range(0, len(examples), batch_size)
     for start in tqdm(chunks, desc="gate labels", unit="batch", disable=not show_progress):
         chunk = examples[start : start + batch_size]
         items = prepare_inputs(embedder, [e.query for e in chunk], chunk)
         with torch.inference_mode():
             vectors, pooled = embedder.embed_items(items, "query")
-        always = ReasoningBudget(mode="always", max_thought_tokens=max_tokens)
+        query_vectors.append(vectors.float().cpu().numpy())
+        if "query" not in roles:
+            continue
         thought = embedder.encode(items, role="query", budget=always, batch_size=batch_size)
         rows = slice(start, start + len(chunk))
-        nothink.append(margins(vectors.cpu().numpy(), doc_vectors, positives[rows]))
+        nothink.append(margins(query_vectors[-1], doc_vectors, positives[rows]))
         think.append(margins(np.stack([r.vector for r in thought]), doc_vectors, positives[rows]))
         features.append(pooled.float().cpu())
         tokens.extend(r.thought_tokens for r in thought)
+    row_roles = ["query"] * len(tokens)
+    if "document" in roles:
+        queries = np.concatenate(query_vectors)
+        owners = {p: examples[i] for i, p in reversed(list(enumerate(positives)))}  # the first query naming it
+        labelled = sorted(owners)
+        for start in tqdm(range(0, len(labelled), batch_size), desc="document labels", disable=not show_progress):
+            chunk = labelled[start : start + batch_size]
+            items = prepare_inputs(embedder, [documents[d] for d in chunk], [owners[d] for d in chunk])
+            with torch.inference_mode():
+                _, pooled = embedder.embed_items(items, "document")
+            thought = embedder.encode(items, role="document", budget=always, batch_size=batch_size)
+            nothink.append([document_margins(queries, doc_vectors, positives, d, doc_vectors[d]) for d in chunk])
+            think.append(
+                [document_margins(queries, doc_vectors, positives, d, r.vector) for d, r in zip(chunk, thought)]
+            )
+            features.append(pooled.float().cpu())
+            tokens.extend(r.thought_tokens for r in thought)
+        row_roles += ["document"] * len(labelled)
     return GateData(
         features=torch.cat(features),
         margin_nothink=torch.from_numpy(np.concatenate(nothink)).float(),
         margin_think=torch.from_numpy(np.concatenate(think)).float(),
         thought_tokens=torch.tensor(tokens, dtype=torch.float32),
         meta={"examples": len(examples), "max_thought_tokens": max_tokens},
+        roles=row_roles,
     )
 
 
@@ -142,6 +205,18 @@ def holdout_split(count: int, fraction: float, seed: int) -> tuple[list[int], li
     order = torch.randperm(count, generator=torch.Generator().manual_seed(seed)).tolist()
     held = min(max(1, round(count * fraction)), count - 1) if fraction > 0 and count > 1 else 0
     return sorted(order[held:]), sorted(order[:held])
+
+
+def role_holdout_split(roles: Sequence[str], fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """``holdout_split`` within each role's rows (so every role has held-out rows), merged;
+    for one role it is ``holdout_split`` itself."""
+    train, held = [], []
+    for role in dict.fromkeys(roles):
+        rows = [i for i, r in enumerate(roles) if r == role]
+        role_train, role_held = holdout_split(len(rows), fraction, seed)
+        train += [rows[i] for i in role_train]
+        held += [rows[i] for i in role_held]
+    return sorted(train), sorted(held)
 
 
 def roc_auc(scores: Sequence[float], labels: Sequence[float]) -> float | None:
@@ -200,7 +275,7 @@ def train_gate(
     output.mkdir(parents=True, exist_ok=True)
     gate_data = _cached_gate_data(embedder, examples, args, output / GATE_DATA_FILENAME)
     labels = gate_data.labels(args.delta)
-    train_rows, held_rows = holdout_split(len(labels), args.holdout_fraction, args.seed)
+    train_rows, held_rows = role_holdout_split(gate_data.roles, args.holdout_fraction, args.seed)
     train_labels = labels[train_rows]
     positives = int(train_labels.sum())
     if positives == 0 or positives == len(train_rows):
@@ -227,17 +302,32 @@ def train_gate(
     loop.run(step, on_step_end)
     with torch.no_grad():
         scores = model.gate(features).cpu().numpy()
-    threshold = 0.5 if args.target_think_rate is None else calibrate(scores, args.target_think_rate)
+    query_train = [i for i in train_rows if gate_data.roles[i] == "query"] or train_rows
+    threshold = 0.5 if args.target_think_rate is None else calibrate(scores[query_train], args.target_think_rate)
     model.config.gate_threshold = float(threshold)
+
+    def split_metrics(rows: Sequence[int]) -> dict:
+        wanted = set(rows)
+        train = [i for i in train_rows if i in wanted]
+        held = [i for i in held_rows if i in wanted]
+        return {
+            "train": binary_metrics(scores[train], labels[train].numpy(), threshold),
+            "heldout": binary_metrics(scores[held], labels[held].numpy(), threshold) if held else None,
+        }
+
     report = {
         "delta": args.delta,
         "threshold": float(threshold),
         "target_think_rate": args.target_think_rate,
-        "labelled_queries": len(labels),
+        "labelled_queries": len(gate_data.rows("query")),
+        "labelled_documents": len(gate_data.rows("document")),
         "positive_labels": int(labels.sum()),
         "mean_margin_gain": float((gate_data.margin_think - gate_data.margin_nothink).mean()),
-        "train": binary_metrics(scores[train_rows], labels[train_rows].numpy(), threshold),
-        "heldout": binary_metrics(scores[held_rows], labels[held_rows].numpy(), threshold) if held_rows else None,
+        **split_metrics(range(len(labels))),
+        "roles": {
+            role: {"positive_labels": int(labels[gate_data.rows(role)].sum()), **split_metrics(gate_data.rows(role))}
+            for role in dict.fromkeys(gate_data.roles)
+        },
     }
     model.save(output)
     (output / GATE_METRICS_FILENAME).write_text(json.dumps(report, indent=2), encoding="utf-8")
@@ -260,6 +350,7 @@ def _cached_gate_data(
         "examples": len(examples),
         "max_thought_tokens": args.max_thought_tokens or embedder.config.max_thought_tokens,
         "sources": [e.source for e in examples[:1]] + [e.source for e in examples[-1:]],
+        "roles": list(args.roles),
     }
     if args.resume and path.is_file():
         cached = GateData.load(path)
@@ -269,6 +360,7 @@ def _cached_gate_data(
     gate_data = collect_gate_data(
         embedder,
         examples,
+        roles=args.roles,
         batch_size=args.embed_batch_size,
         max_thought_tokens=args.max_thought_tokens,
         show_progress=args.show_progress,
@@ -279,8 +371,13 @@ def _cached_gate_data(
 
 
 def label_summary(gate_data: GateData, delta: float) -> str:
-    """One line for logs: how many queries thinking helps, and the mean margin gain."""
+    """One line for logs: per role, how many inputs thinking helps, and the mean margin gain."""
     gains = gate_data.margin_think - gate_data.margin_nothink
-    helped = int((gains > delta).sum())
-    mean = float(gains.mean()) if len(gains) else math.nan
-    return f"thinking helps {helped} of {len(gains)} queries (mean margin gain {mean:+.4f})"
+    parts = []
+    for role in dict.fromkeys(gate_data.roles):
+        rows = gains[gate_data.rows(role)]
+        mean = float(rows.mean()) if len(rows) else math.nan
+        parts.append(
+            f"thinking helps {int((rows > delta).sum())} of {len(rows)} {role}s (mean margin gain {mean:+.4f})"
+        )
+    return "; ".join(parts)

@@ -10,6 +10,9 @@ Two losses, each reaching only its own parameters:
   have one, embedded with their reference thought), through the ``embedding`` adapter and
   the learnable queries.
 
+A pair marked ``think_view_only`` (see ``twn_rag.training.data``) takes part in the think
+view only: neither the reasoning loss nor the no-think view sees it.
+
 The thought reaches the embedding pass as tokens, so no gradient crosses from one adapter
 to the other; the backbone is frozen.
 """
@@ -73,6 +76,8 @@ def reasoning_loss(embedder: TWNEmbedder, examples: Sequence[RetrievalExample]) 
     processor = embedder.processor
     sides, owners, roles, thoughts = [], [], [], []
     for example in examples:
+        if example.think_view_only:
+            continue
         for side, role, thought in (
             (example.query, "query", example.query_thought),
             (example.positive, "document", example.positive_thought),
@@ -93,19 +98,25 @@ def reasoning_loss(embedder: TWNEmbedder, examples: Sequence[RetrievalExample]) 
 def embedding_loss(
     embedder: TWNEmbedder, examples: Sequence[RetrievalExample], temperature: float
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """InfoNCE over the no-think view and, for queries with a reference thought, the think
-    view. Documents: every positive of the batch plus every hard negative. Returns the mean
-    of the views' losses and per-view metrics (loss, in-batch top-1 accuracy)."""
+    """InfoNCE over the no-think view and, for pairs with a reference thought on either side,
+    the think view (each side with its thought where it has one, else as it is: a query that
+    needs no thought still has to find a positive that thought). Documents: every positive of
+    the batch plus every hard negative; pairs marked ``think_view_only`` are queries of the
+    think view only (their documents still count as candidates in both). Returns the mean of
+    the views' losses and per-view metrics (loss, in-batch top-1 accuracy)."""
     model = embedder.model
     n = len(examples)
-    thinking = [i for i, e in enumerate(examples) if e.query_thought]
+    thinking = [i for i, e in enumerate(examples) if e.query_thought or e.positive_thought]
+    query_thinking = [i for i in thinking if examples[i].query_thought]
 
     query_items = prepare_inputs(embedder, [e.query for e in examples], examples)
     query_vectors, _ = embedder.embed_items(
-        query_items + [query_items[i] for i in thinking],
+        query_items + [query_items[i] for i in query_thinking],
         "query",
-        [None] * n + [examples[i].query_thought for i in thinking],
+        [None] * n + [examples[i].query_thought for i in query_thinking],
     )
+    think_row = {i: n + k for k, i in enumerate(query_thinking)}
+    think_queries = query_vectors[[think_row.get(i, i) for i in thinking]]
 
     positive_thinking = [i for i in range(n) if examples[i].positive_thought]
     negative_owners = [e for e in examples for _ in e.negatives]
@@ -124,18 +135,21 @@ def embedding_loss(
     ignore = same & ~F.one_hot(targets, len(keys)).bool()
 
     metrics: dict[str, float] = {}
-    nothink = info_nce(query_vectors[:n], plain_docs, targets, temperature, ignore)
-    metrics["nothink_loss"] = nothink.item()
-    metrics["nothink_acc"] = _top1(query_vectors[:n], plain_docs, targets, ignore)
-    losses = [nothink]
+    losses = []
+    plain = [i for i, e in enumerate(examples) if not e.think_view_only]
+    if plain:
+        nothink = info_nce(query_vectors[plain], plain_docs, targets[plain], temperature, ignore[plain])
+        metrics["nothink_loss"] = nothink.item()
+        metrics["nothink_acc"] = _top1(query_vectors[plain], plain_docs, targets[plain], ignore[plain])
+        losses.append(nothink)
     if thinking:
         think_docs = plain_docs.clone()
         if positive_thinking:
             think_docs[positive_thinking] = doc_vectors[len(doc_items) :]
         think_targets = targets[thinking]
-        think = info_nce(query_vectors[n:], think_docs, think_targets, temperature, ignore[thinking])
+        think = info_nce(think_queries, think_docs, think_targets, temperature, ignore[thinking])
         metrics["think_loss"] = think.item()
-        metrics["think_acc"] = _top1(query_vectors[n:], think_docs, think_targets, ignore[thinking])
+        metrics["think_acc"] = _top1(think_queries, think_docs, think_targets, ignore[thinking])
         losses.append(think)
     return torch.stack(losses).mean(), metrics
 
