@@ -759,13 +759,9 @@ class TWNIndex:
     def _pending_records(self) -> dict[str, dict[str, Any]]:
         """The metadata of every non-final record, by id."""
         pending: dict[str, dict[str, Any]] = {}
-        while True:
-            page = self._collection.get(
-                where={FINAL_KEY: False}, limit=self._max_batch_size, offset=len(pending), include=["metadatas"]
-            )
-            if not page["ids"]:
-                return pending
+        for page in self._pages(where={FINAL_KEY: False}):
             pending.update(zip(page["ids"], (dict(m or {}) for m in page["metadatas"])))
+        return pending
 
     def _store_thoughts(self, outcomes: list[tuple[str, Outcome]], report: IndexReport) -> None:
         """Store pass-3 outcomes exactly: their thought tokens committed first (spent when
@@ -887,14 +883,20 @@ class TWNIndex:
         found = self._collection.get(where={"source": source}, include=["metadatas"])
         return {i: dict(m or {}) for i, m in zip(found["ids"], found["metadatas"])}
 
-    def _iter_metadatas(self) -> Iterator[tuple[str, dict[str, Any]]]:
+    def _pages(self, where: dict[str, Any] | None = None, include: Sequence[str] = ("metadatas",)) -> Iterator[dict]:
+        """The records matching ``where`` (all without), as ``collection.get`` pages of at most
+        the client's batch size, in storage order."""
         offset = 0
         while True:
-            page = self._collection.get(limit=self._max_batch_size, offset=offset, include=["metadatas"])
+            page = self._collection.get(where=where, limit=self._max_batch_size, offset=offset, include=list(include))
             if not page["ids"]:
                 return
-            yield from zip(page["ids"], (dict(m or {}) for m in page["metadatas"]))
+            yield page
             offset += len(page["ids"])
+
+    def _iter_metadatas(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        for page in self._pages():
+            yield from zip(page["ids"], (dict(m or {}) for m in page["metadatas"]))
 
     def search(
         self,
@@ -912,17 +914,13 @@ class TWNIndex:
 
     def items(self, where: dict[str, Any] | None = None) -> list[SearchHit]:
         """Every stored item, or those matching the Chroma metadata filter ``where`` (e.g.
-        ``{THOUGHT_USED_KEY: True}``, ``twn_rag.result_metadata``: the documents that thought), in storage order, as
-        ``SearchHit``s whose ``score`` is NaN (no query was asked)."""
+        ``{THOUGHT_USED_KEY: True}`` from ``twn_rag.result_metadata``: the documents that
+        thought), in storage order, as ``SearchHit``s whose ``score`` is NaN (no query was asked)."""
         hits: list[SearchHit] = []
-        while True:
-            page = self._collection.get(
-                where=where, limit=self._max_batch_size, offset=len(hits), include=["metadatas", "documents"]
-            )
-            if not page["ids"]:
-                return hits
+        for page in self._pages(where, include=("metadatas", "documents")):
             as_query = {key: [page[key]] for key in ("ids", "metadatas", "documents")}
             hits += hits_from_query({**as_query, "distances": [[math.nan] * len(page["ids"])]}, self.index_dir)
+        return hits
 
     def info(self) -> IndexInfo:
         """Counts by modality and source, the model, and each role's budget and spend."""
