@@ -5,10 +5,20 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from twn_rag import ReasoningBudget, TWNEmbedder
-from twn_rag.mini import MINI_MODEL_DIR, mini_model_path, mini_test_split, mini_world
+from twn_rag.loaders import FileRef, LoaderSettings, iter_file_items
+from twn_rag.mini import (
+    MINI_MODEL_DIR,
+    mini_model_path,
+    mini_test_split,
+    mini_world,
+    ticket_page_text,
+    write_world_pdf,
+)
 from twn_rag.training import load_examples
 from twn_rag.training.data import document_corpus
 
@@ -98,6 +108,27 @@ def test_splits_are_written_in_the_training_format(tmp_path):
     for pair in counterfactual:  # only train names and halls, and facts that are not the world's
         assert pair.query["text"].split()[-1] in train_subjects
         assert (pair.query_thought or pair.positive_thought) not in real
+
+
+def test_training_pages_are_the_pages_an_index_loads(tmp_path):
+    """Every card, ticket and hall plate is trained on as its page's text and the page image
+    the loaders render from ``write_world_pdf`` at the model's cap: what the demo's index embeds."""
+    world = task.build_world(0)
+    task.write_jsonl(world, tmp_path / "data")
+    lines = [json.loads(line) for line in (tmp_path / "data" / "train.jsonl").read_text().splitlines()]
+    sides = [side for line in lines for side in [line["positive"], *line["negatives"]]]
+    assert all(
+        ("text" in side) == ("image" in side and side["image"].startswith("pages/")) for side in sides if "text" in side
+    )
+    test_tickets = [d for d in world.split_documents("test") if task.kind_of(d) == "ticket"]
+    pdf = write_world_pdf(
+        tmp_path / "demo" / "tickets.pdf", [ticket_page_text(int(d.doc_id.split("-")[1])) for d in test_tickets]
+    )
+    settings = LoaderSettings(max_image_pixels=task.PAGE_PIXELS)
+    for doc, item in zip(test_tickets, iter_file_items(FileRef.describe(pdf), settings), strict=True):
+        trained = Image.open(tmp_path / "data" / "pages" / f"{doc.doc_id}.png")
+        assert item.text == doc.text
+        assert np.array_equal(np.asarray(trained), np.asarray(item.image))
 
 
 def test_bundled_model_matches_the_world_the_script_builds():
