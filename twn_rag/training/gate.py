@@ -7,8 +7,12 @@ queries' positives): margin = cos(positive) - max cos(negative). The label is 1 
 thinking improves the margin by more than ``delta``.
 
 A document is labelled the same way from the other side: its margin is the mean margin of the
-queries it is the positive of (queries embedded without thinking, every other document
-without thinking), once with the document's no-think vector and once with its think vector.
+queries it is the positive of (every other document without thinking), once with the
+document's no-think vector and once with its think vector. Each of those queries is embedded
+as it retrieves better (``best_query_vectors``: with its thought where that raises its
+margin; without thinking when only documents are labelled), so a document is not labelled
+by queries that only find anything once they think (a card answering "the card of the
+friend of kalo" without the query's thought is far from every query vector that matters).
 Documents that are nobody's positive get no label.
 
 The gate MLP (one for both roles: it reads the role's own prompt in its features) then learns
@@ -123,6 +127,15 @@ def margins(queries: np.ndarray, documents: np.ndarray, positives: Sequence[int]
     return positive - np.where(np.isfinite(best_negative), best_negative, 0.0)
 
 
+def best_query_vectors(
+    nothink: np.ndarray, think: np.ndarray, doc_vectors: np.ndarray, positives: Sequence[int]
+) -> np.ndarray:
+    """Each query's vector as it retrieves better against ``doc_vectors``: its think vector
+    where that raises its margin (``margins``), else its no-think vector; rows align."""
+    better = margins(think, doc_vectors, positives) > margins(nothink, doc_vectors, positives)
+    return np.where(better[:, None], think, nothink)
+
+
 def document_margins(
     query_vectors: np.ndarray, doc_vectors: np.ndarray, positives: Sequence[int], document: int, vector: np.ndarray
 ) -> float:
@@ -155,7 +168,7 @@ def collect_gate_data(
     doc_vectors = np.stack(
         [r.vector for r in embedder.encode(documents, role="document", budget=never, batch_size=batch_size)]
     )
-    query_vectors, features, nothink, think, tokens = [], [], [], [], []
+    query_vectors, think_vectors, features, nothink, think, tokens = [], [], [], [], [], []
     chunks = range(0, len(examples), batch_size)
     for start in tqdm(chunks, desc="gate labels", unit="batch", disable=not show_progress):
         chunk = examples[start : start + batch_size]
@@ -167,13 +180,16 @@ def collect_gate_data(
             continue
         thought = embedder.encode(items, role="query", budget=always, batch_size=batch_size)
         rows = slice(start, start + len(chunk))
+        think_vectors.append(np.stack([r.vector for r in thought]))
         nothink.append(margins(query_vectors[-1], doc_vectors, positives[rows]))
-        think.append(margins(np.stack([r.vector for r in thought]), doc_vectors, positives[rows]))
+        think.append(margins(think_vectors[-1], doc_vectors, positives[rows]))
         features.append(pooled.float().cpu())
         tokens.extend(r.thought_tokens for r in thought)
     row_roles = ["query"] * len(tokens)
     if "document" in roles:
         queries = np.concatenate(query_vectors)
+        if think_vectors:
+            queries = best_query_vectors(queries, np.concatenate(think_vectors), doc_vectors, positives)
         owners = {p: examples[i] for i, p in reversed(list(enumerate(positives)))}  # the first query naming it
         labelled = sorted(owners)
         for start in tqdm(range(0, len(labelled), batch_size), desc="document labels", disable=not show_progress):
