@@ -91,9 +91,9 @@ class SplitEmbeddings:
         return margins(self.queries.always, docs, self.positives) - margins(self.queries.never, docs, self.positives)
 
     def document_gains(self) -> tuple[list[int], np.ndarray]:
-        """The documents that are some query's positive, and for each its margin gain from
-        thinking, with the queries as they retrieve better (as the gate's labels are made)."""
-        labelled = sorted(set(self.positives))
+        """Every document, and for each its margin gain from thinking, with the queries as
+        they retrieve better (as the gate's labels are made; 0 for a document no query names)."""
+        labelled = list(range(len(self.document_names)))
         docs = self.documents.never
         queries = best_query_vectors(self.queries.never, self.queries.always, docs, self.positives)
         gains = [

@@ -13,7 +13,10 @@ as it retrieves better (``best_query_vectors``: with its thought where that rais
 margin; without thinking when only documents are labelled), so a document is not labelled
 by queries that only find anything once they think (a card answering "the card of the
 friend of kalo" without the query's thought is far from every query vector that matters).
-Documents that are nobody's positive get no label.
+A document that is nobody's positive (a hard negative only) helps no query of the data by
+thinking: both its margins are 0 and its label is 0. Every document is labelled, so the gate
+also learns where thinking is useless (labelled on the answered documents alone, one gate
+spent half an index's document budget on pages no query of its training data named).
 
 The gate MLP (one for both roles: it reads the role's own prompt in its features) then learns
 these labels with class-balanced BCE on the frozen pooled features of the no-think pass (the
@@ -140,8 +143,11 @@ def document_margins(
     query_vectors: np.ndarray, doc_vectors: np.ndarray, positives: Sequence[int], document: int, vector: np.ndarray
 ) -> float:
     """The mean margin (see ``margins``) of the queries whose positive is ``document`` when that
-    document is embedded as ``vector`` and every other document as in ``doc_vectors``."""
+    document is embedded as ``vector`` and every other document as in ``doc_vectors``; 0.0
+    when no query's positive is ``document``."""
     rows = [i for i, p in enumerate(positives) if p == document]
+    if not rows:
+        return 0.0
     replaced = doc_vectors.copy()
     replaced[document] = vector
     return float(margins(query_vectors[rows], replaced, [positives[i] for i in rows]).mean())
@@ -158,11 +164,11 @@ def collect_gate_data(
 ) -> GateData:
     """Embed every query without and with a (greedy) thought, every document without, and
     return the features and margins the query labels come from; with ``"document"`` in
-    ``roles`` also embed every positive document with a thought and add its row (see the
-    module docstring). Rows: the queries (when ``"query"`` is in ``roles``), then the
-    documents in order of first appearance."""
+    ``roles`` also embed every document with a thought and add its row (see the module
+    docstring). Rows: the queries (when ``"query"`` is in ``roles``), then the documents in
+    order of first appearance (``document_corpus``)."""
     max_tokens = max_thought_tokens or embedder.config.max_thought_tokens
-    documents, positives, _ = document_corpus(examples)
+    documents, positives, negatives = document_corpus(examples)
     never = ReasoningBudget(mode="never")
     always = ReasoningBudget(mode="always", max_thought_tokens=max_tokens)
     doc_vectors = np.stack(
@@ -190,8 +196,13 @@ def collect_gate_data(
         queries = np.concatenate(query_vectors)
         if think_vectors:
             queries = best_query_vectors(queries, np.concatenate(think_vectors), doc_vectors, positives)
-        owners = {p: examples[i] for i, p in reversed(list(enumerate(positives)))}  # the first query naming it
-        labelled = sorted(owners)
+        # the first line naming a document (for error messages)
+        owners = {
+            d: examples[i]
+            for i, named in reversed(list(enumerate(zip(positives, negatives))))
+            for d in [named[0], *named[1]]
+        }
+        labelled = range(len(documents))
         for start in tqdm(range(0, len(labelled), batch_size), desc="document labels", disable=not show_progress):
             chunk = labelled[start : start + batch_size]
             items = prepare_inputs(embedder, [documents[d] for d in chunk], [owners[d] for d in chunk])
