@@ -59,13 +59,9 @@ COLOUR_RGB = {
 }
 NUM_CARDS = 60
 NUM_ENTITIES = 48
-# Names beyond the 48 that are split 50/25/25, in one split only: train ones, to learn to copy
-# the name of a lookup into its thought (with 24 train names the reasoning adapter wrote a
-# train name for half the held-out ones), validation ones, to label the gate on enough
-# lookups (with 12 its scores for held-out lookups hovered around the threshold).
-EXTRA_NAMES = {"train": 48, "validation": 36}
-# Tickets beyond the 48 (one per split name), for the gate's document labels.
-EXTRA_TICKETS = {"validation": 24}
+# Names in the train split only, beyond the 48 (24 of them train) that are split: more names to
+# learn to copy from a lookup into its thought.
+EXTRA_TRAIN_NAMES = 48
 SYLLABLES = ("ka", "zo", "rim", "bel", "tu", "vex", "ny", "dor", "pli", "sam", "gu", "fen", "lo", "qui")
 SPLITS = ("train", "validation", "test")
 # Ticket numbers follow the card numbers, seat numbers the tickets, hall numbers the seats:
@@ -212,25 +208,19 @@ def build_world(seed: int = 0) -> World:
     }
     # Generators of their own, so each part of the world is drawn independently of the others.
     extra_rng = random.Random(f"extra-names-{seed}")
-    extra_count = sum(EXTRA_NAMES.values())
-    extra = sorted(set(_names(extra_rng, len(names) + extra_count)) - set(names))[:extra_count]
-    extra_rng.shuffle(extra)
-    extra_splits = [split for split, count in EXTRA_NAMES.items() for _ in range(count)]
-    for name, split in zip(extra, extra_splits, strict=True):
+    extra = sorted(set(_names(extra_rng, len(names) + EXTRA_TRAIN_NAMES)) - set(names))[:EXTRA_TRAIN_NAMES]
+    for name in extra:
         entities[name] = (extra_rng.randrange(NUM_CARDS), extra_rng.choice(COLOURS))
-        entity_split[name] = split
+        entity_split[name] = "train"
     circle = sorted(entities)
     random.Random(f"friends-{seed}").shuffle(circle)
     friends = {a: b for a, b in zip(circle, circle[1:] + circle[:1])}  # each name is one name's friend
     ticket_rng = random.Random(f"tickets-{seed}")
-    # ticket i is in the split of name i of the 48, the extra tickets in theirs
-    ticket_splits = [entity_split[name] for name in order]
-    ticket_splits += [split for split, count in EXTRA_TICKETS.items() for _ in range(count)]
-    count = len(ticket_splits)
-    numbers = ticket_rng.sample(range(FIRST_TICKET, FIRST_SEAT), count)
-    seats = ticket_rng.sample(range(FIRST_SEAT, FIRST_HALL), count)
-    halls = ticket_rng.sample(range(FIRST_HALL, FIRST_HALL + 2 * NUM_ENTITIES), count)
-    tickets = {t: (s, h, split) for t, s, h, split in zip(numbers, seats, halls, ticket_splits, strict=True)}
+    numbers = ticket_rng.sample(range(FIRST_TICKET, FIRST_SEAT), NUM_ENTITIES)
+    seats = ticket_rng.sample(range(FIRST_SEAT, FIRST_HALL), NUM_ENTITIES)
+    halls = ticket_rng.sample(range(FIRST_HALL, FIRST_HALL + 2 * NUM_ENTITIES), NUM_ENTITIES)
+    # as many tickets per split as names: ticket i is in the split of name i
+    tickets = {t: (s, h, entity_split[name]) for t, s, h, name in zip(numbers, seats, halls, order)}
     documents = [Document(card_id(n), card_text(n), thought=card_thought(n)) for n in range(NUM_CARDS)]
     documents += [Document(picture_id(c), colour=c, thought=picture_thought(c)) for c in COLOURS]
     documents += [
