@@ -34,7 +34,7 @@ def caption_examples(seed: int, per_colour: int = 12) -> list[tuple[str, object]
 
 
 def build_pretrained_backbone(
-    world: World, output_dir: Path, steps: int = 3000, batch_size: int = 32, seed: int = 0
+    world: World, output_dir: Path, steps: int = 2500, batch_size: int = 32, seed: int = 0
 ) -> Path:
     """Build the tokenizer and backbone for ``world`` and pre-train it; returns its directory."""
     facts, others = entity_facts(world), general_sentences(world)

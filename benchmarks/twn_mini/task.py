@@ -59,9 +59,6 @@ COLOUR_RGB = {
 }
 NUM_CARDS = 60
 NUM_ENTITIES = 48
-# Names in the train split only, beyond the 48 (24 of them train) that are split: more names to
-# learn to copy from a lookup into its thought.
-EXTRA_TRAIN_NAMES = 48
 SYLLABLES = ("ka", "zo", "rim", "bel", "tu", "vex", "ny", "dor", "pli", "sam", "gu", "fen", "lo", "qui")
 SPLITS = ("train", "validation", "test")
 # Ticket numbers follow the card numbers, seat numbers the tickets, hall numbers the seats:
@@ -207,12 +204,7 @@ def build_world(seed: int = 0) -> World:
         for i, name in enumerate(order)
     }
     # Generators of their own, so each part of the world is drawn independently of the others.
-    extra_rng = random.Random(f"extra-names-{seed}")
-    extra = sorted(set(_names(extra_rng, len(names) + EXTRA_TRAIN_NAMES)) - set(names))[:EXTRA_TRAIN_NAMES]
-    for name in extra:
-        entities[name] = (extra_rng.randrange(NUM_CARDS), extra_rng.choice(COLOURS))
-        entity_split[name] = "train"
-    circle = sorted(entities)
+    circle = names[:]
     random.Random(f"friends-{seed}").shuffle(circle)
     friends = {a: b for a, b in zip(circle, circle[1:] + circle[:1])}  # each name is one name's friend
     ticket_rng = random.Random(f"tickets-{seed}")
@@ -241,7 +233,7 @@ def build_world(seed: int = 0) -> World:
             (f"the {colour} one", "test"),
         ):
             queries.append(Query("direct-colour", template, picture_id(colour), None, split))
-    for name in sorted(entities):
+    for name in names:
         friend = friends[name]
         card = entities[friend][0]
         thought = f"{friend_fact(name, friend)} {card_fact(friend, card)}"
@@ -341,7 +333,7 @@ def write_pages(
 
 
 # Counterfactual pairs per train lookup (see ``counterfactual_pairs``).
-COUNTERFACTUALS_PER_LOOKUP = 1
+COUNTERFACTUALS_PER_LOOKUP = 2
 
 
 @dataclass(frozen=True)
