@@ -13,6 +13,7 @@ from twn_rag import ReasoningBudget, TWNEmbedder
 from twn_rag.loaders import FileRef, LoaderSettings, iter_file_items
 from twn_rag.mini import (
     MINI_MODEL_DIR,
+    card_page_text,
     mini_model_path,
     mini_test_split,
     mini_world,
@@ -161,11 +162,18 @@ def test_bundled_model_states_the_facts_it_was_trained_on(mini):
     assert [r.thought for r in results] == expected
 
 
-def test_bundled_model_writes_the_hall_of_a_ticket_page_down(mini):
+def pages(embedder, folder: Path, texts: list[str]) -> list[dict]:
+    """``texts`` as an index embeds them: PDF pages (``write_world_pdf``) loaded at the model's image cap."""
+    pdf = write_world_pdf(folder / "pages.pdf", texts)
+    settings = LoaderSettings(max_image_pixels=embedder.config.max_image_pixels)
+    return [item.to_input() for item in iter_file_items(FileRef.describe(pdf), settings)]
+
+
+def test_bundled_model_writes_the_hall_of_a_ticket_page_down(mini, tmp_path):
     world = mini_world()
     tickets = world.ticket_numbers("train")[:4]
-    pages = [f"Ticket {t}." for t in tickets]
-    results = mini.encode(pages, role="document", budget=ReasoningBudget(mode="always"))
+    inputs = pages(mini, tmp_path, [ticket_page_text(t) for t in tickets])
+    results = mini.encode(inputs, role="document", budget=ReasoningBudget(mode="always"))
     expected = []
     for ticket in tickets:
         seat, hall, _ = world.tickets[ticket]
@@ -173,9 +181,9 @@ def test_bundled_model_writes_the_hall_of_a_ticket_page_down(mini):
     assert [r.thought for r in results] == expected
 
 
-def test_bundled_model_ranks_a_direct_query_first_without_thinking(mini):
+def test_bundled_model_ranks_a_direct_query_first_without_thinking(mini, tmp_path):
     never = ReasoningBudget(mode="never")
-    cards = [f"This is card number {n}." for n in range(mini_world().num_cards)]
+    cards = pages(mini, tmp_path, [card_page_text(n) for n in range(mini_world().num_cards)])
     documents = mini.encode(cards, role="document", budget=never)
     [query] = mini.encode(["number 17"], budget=never)
     scores = [float(d.vector @ query.vector) for d in documents]

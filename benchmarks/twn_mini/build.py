@@ -54,7 +54,9 @@ ASSET_DIR = REPO / "twn_rag" / "assets" / "twn-mini"
 # The world is always seed 0 (the demo and the docs name its entities); a build seed changes
 # every random draw of training (initialisation, batches, sampling).
 WORLD_SEED = 0
-SEED = 0
+# The shipped build seed: of seeds 0, 1, 2 (``make mini-seeds``) the best on the validation
+# split (adaptive Recall@1, ``validation_rows`` of the results), never chosen on the test split.
+SEED = 2
 MAX_THOUGHT_TOKENS = 24
 SFT_EPOCHS = 35
 # Gate label: thinking raises the margin by more than this.
@@ -174,6 +176,8 @@ def report(checkpoint: Path, data: Path) -> dict:
     split = embed_split(embedder, data / "test.jsonl")
     threshold = embedder.config.gate_threshold
     rows = budget_rows(split, threshold, GATE_DELTA)
+    # The validation split (the gate's labels come from it) picks the seed to ship.
+    validation_rows = budget_rows(embed_split(embedder, data / "validation.jsonl"), threshold, GATE_DELTA)
     never_ranks = split.ranks(np.zeros(len(split.positives), bool), np.zeros(len(split.document_names), bool))
     always_ranks = split.ranks(np.ones(len(split.positives), bool), np.ones(len(split.document_names), bool))
     kinds = {
@@ -188,6 +192,7 @@ def report(checkpoint: Path, data: Path) -> dict:
         "documents": len(split.document_names),
         "threshold": threshold,
         "rows": rows,
+        "validation_rows": validation_rows,
         "curve": document_curve(split, threshold),
         "gate_auc": split.gate_auc(GATE_DELTA),
         "kinds": kinds,
@@ -206,6 +211,12 @@ def format_results(results: dict) -> str:
     ]
     for name, r in results["rows"].items():
         lines.append(_row(name, r))
+    validation = results["validation_rows"]
+    lines += [
+        "",
+        "validation split (labels the gate; picks the seed to ship), Recall@1: "
+        + ", ".join(f"{name} {r['recall_at_1']:.3f}" for name, r in validation.items()),
+    ]
     lines += [
         "",
         "document think ratio (queries adaptive):",
