@@ -57,7 +57,6 @@ def test_demo_indexes_searches_and_reports_the_budget(tmp_path):
         re.M,
     )
     assert len(hits) == 3 * len(searches)
-    assert "'This is card number 12.'" in hits[0]  # "number 12" needs no thought
     summary = re.search(
         r"'the card of the friend of X' finds the right card first for (\d+) of (\d+) names \((\d+) queries thought\), "
         r"'the ticket for hall H' the right ticket for (\d+) of (\d+) halls \((\d+) queries thought\)",

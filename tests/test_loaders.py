@@ -188,6 +188,17 @@ def test_write_sample_pdf_is_deterministic(tmp_path):
     assert [i.metadata["page"] for i in _items(a)] == [1, 2, 3, 4]
 
 
+def test_write_sample_pdf_without_shapes_renders_only_the_text(tmp_path):
+    plain = _items(write_sample_pdf(tmp_path / "plain.pdf", ["same words", "same words"], shapes=False))
+    marked = _items(write_sample_pdf(tmp_path / "marked.pdf", ["same words", "same words"]))
+    pixels = [np.asarray(item.image, dtype=np.int16) for item in plain]
+    assert np.array_equal(pixels[0], pixels[1])  # a page's rendering depends on its text alone
+    colourfulness = [int((p.max(axis=2) - p.min(axis=2)).max()) for p in pixels]
+    assert max(colourfulness) < 40 and pixels[0].min() < 200  # grey text on white, no coloured shape
+    marked_pixels = np.asarray(marked[0].image, dtype=np.int16)
+    assert (marked_pixels.max(axis=2) - marked_pixels.min(axis=2)).max() > 100
+
+
 def test_write_sample_video_roundtrip(tmp_path):
     video = write_sample_video(tmp_path / "v.mp4", seconds=1.0, fps=4)
     assert len(_items(video, LoaderSettings(max_image_pixels=4096, video_fps=4.0))) == 4

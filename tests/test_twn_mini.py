@@ -5,10 +5,21 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from twn_rag import ReasoningBudget, TWNEmbedder
-from twn_rag.mini import MINI_MODEL_DIR, mini_model_path, mini_test_split, mini_world
+from twn_rag.loaders import FileRef, LoaderSettings, iter_file_items
+from twn_rag.mini import (
+    MINI_MODEL_DIR,
+    card_page_text,
+    mini_model_path,
+    mini_test_split,
+    mini_world,
+    ticket_page_text,
+    write_world_pdf,
+)
 from twn_rag.training import load_examples
 from twn_rag.training.data import document_corpus
 
@@ -100,6 +111,27 @@ def test_splits_are_written_in_the_training_format(tmp_path):
         assert (pair.query_thought or pair.positive_thought) not in real
 
 
+def test_training_pages_are_the_pages_an_index_loads(tmp_path):
+    """Every card, ticket and hall plate is trained on as its page's text and the page image
+    the loaders render from ``write_world_pdf`` at the model's cap: what the demo's index embeds."""
+    world = task.build_world(0)
+    task.write_jsonl(world, tmp_path / "data")
+    lines = [json.loads(line) for line in (tmp_path / "data" / "train.jsonl").read_text().splitlines()]
+    sides = [side for line in lines for side in [line["positive"], *line["negatives"]]]
+    assert all(
+        ("text" in side) == ("image" in side and side["image"].startswith("pages/")) for side in sides if "text" in side
+    )
+    test_tickets = [d for d in world.split_documents("test") if task.kind_of(d) == "ticket"]
+    pdf = write_world_pdf(
+        tmp_path / "demo" / "tickets.pdf", [ticket_page_text(int(d.doc_id.split("-")[1])) for d in test_tickets]
+    )
+    settings = LoaderSettings(max_image_pixels=task.PAGE_PIXELS)
+    for doc, item in zip(test_tickets, iter_file_items(FileRef.describe(pdf), settings), strict=True):
+        trained = Image.open(tmp_path / "data" / "pages" / f"{doc.doc_id}.png")
+        assert item.text == doc.text
+        assert np.array_equal(np.asarray(trained), np.asarray(item.image))
+
+
 def test_bundled_model_matches_the_world_the_script_builds():
     world = mini_world()
     built = task.build_world(json.loads((MINI_MODEL_DIR / "world.json").read_text())["seed"])
@@ -130,11 +162,18 @@ def test_bundled_model_states_the_facts_it_was_trained_on(mini):
     assert [r.thought for r in results] == expected
 
 
-def test_bundled_model_writes_the_hall_of_a_ticket_page_down(mini):
+def pages(embedder, folder: Path, texts: list[str]) -> list[dict]:
+    """``texts`` as an index embeds them: PDF pages (``write_world_pdf``) loaded at the model's image cap."""
+    pdf = write_world_pdf(folder / "pages.pdf", texts)
+    settings = LoaderSettings(max_image_pixels=embedder.config.max_image_pixels)
+    return [item.to_input() for item in iter_file_items(FileRef.describe(pdf), settings)]
+
+
+def test_bundled_model_writes_the_hall_of_a_ticket_page_down(mini, tmp_path):
     world = mini_world()
     tickets = world.ticket_numbers("train")[:4]
-    pages = [f"Ticket {t}." for t in tickets]
-    results = mini.encode(pages, role="document", budget=ReasoningBudget(mode="always"))
+    inputs = pages(mini, tmp_path, [ticket_page_text(t) for t in tickets])
+    results = mini.encode(inputs, role="document", budget=ReasoningBudget(mode="always"))
     expected = []
     for ticket in tickets:
         seat, hall, _ = world.tickets[ticket]
@@ -142,9 +181,9 @@ def test_bundled_model_writes_the_hall_of_a_ticket_page_down(mini):
     assert [r.thought for r in results] == expected
 
 
-def test_bundled_model_ranks_a_direct_query_first_without_thinking(mini):
+def test_bundled_model_ranks_a_direct_query_first_without_thinking(mini, tmp_path):
     never = ReasoningBudget(mode="never")
-    cards = [f"This is card number {n}." for n in range(mini_world().num_cards)]
+    cards = pages(mini, tmp_path, [card_page_text(n) for n in range(mini_world().num_cards)])
     documents = mini.encode(cards, role="document", budget=never)
     [query] = mini.encode(["number 17"], budget=never)
     scores = [float(d.vector @ query.vector) for d in documents]

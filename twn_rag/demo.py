@@ -24,9 +24,9 @@ import numpy as np
 from twn_rag import ReasoningBudget, TWNEmbedder
 from twn_rag.index import SearchHit, TWNIndex
 from twn_rag.loaders import LoaderSettings
-from twn_rag.mini import MiniWorld, mini_model_path, mini_world
+from twn_rag.mini import MiniWorld, card_page_text, mini_model_path, mini_world, ticket_page_text, write_world_pdf
 from twn_rag.result_metadata import THOUGHT_USED_KEY
-from twn_rag.samples import write_sample_pdf, write_video
+from twn_rag.samples import write_video
 
 DEMO_OUTPUT = Path(os.environ.get("TWN_DEMO_OUTPUT", "demo-output"))
 VIDEO_FPS = 4  # each colour is on screen for one second; the index samples one frame a second
@@ -34,18 +34,13 @@ VIDEO_FPS = 4  # each colour is on screen for one second; the index samples one 
 # budget; documents too, on at most a quarter of the index.
 QUERY_TOKEN_BUDGET = 400
 DOCUMENT_THINK_RATIO = 0.25
-# The miniature model reads a page's text; it never saw rendered pages in training (its world
-# is text cards and colour pictures). Pages and frames are indexed as small images (32x32),
-# which leave its reading of the text as it is (64x64 page renderings pull "number 12" to
-# another card).
-PAGE_IMAGE_PIXELS = 32 * 32
 
 
 def write_world_documents(world: MiniWorld, folder: Path) -> None:
     """``cards.pdf`` (one number card per page), ``tickets.pdf`` (the held-out tickets, one per
     page, in ticket order) and ``colours.mp4`` (one colour a second)."""
-    write_sample_pdf(folder / "cards.pdf", [f"This is card number {n}." for n in range(world.num_cards)])
-    write_sample_pdf(folder / "tickets.pdf", [f"Ticket {n}." for n in world.ticket_numbers("test")])
+    write_world_pdf(folder / "cards.pdf", [card_page_text(n) for n in range(world.num_cards)])
+    write_world_pdf(folder / "tickets.pdf", [ticket_page_text(n) for n in world.ticket_numbers("test")])
     rng = np.random.default_rng(0)
     frames = [
         (np.array(rgb, dtype=np.int16) + rng.integers(-12, 13, size=(64, 64, 3))).clip(0, 255).astype(np.uint8)
@@ -85,7 +80,7 @@ def document_thoughts(index: TWNIndex, world: MiniWorld, thought: list[SearchHit
     """The documents that ``thought`` (stored items), and for a ticket page what its thought
     changed: where the search "the ticket for hall <its hall>" ranks it with its thought (as
     indexed) and where it would rank had it been indexed without."""
-    halls = {f"Ticket {ticket}.": hall for ticket, (_, hall, _) in world.tickets.items()}
+    halls = {ticket_page_text(ticket): hall for ticket, (_, hall, _) in world.tickets.items()}
     never = ReasoningBudget(mode="never")
     lines = []
     for item in thought:
@@ -108,12 +103,9 @@ def lookup_summary(index: TWNIndex, world: MiniWorld) -> str:
     for every held-out ticket: how many find the right card or ticket first, and how many
     thought."""
     lookups = {
-        "card": [
-            (f"the card of the friend of {n}", f"This is card number {world.friend_card(n)}.")
-            for n in world.names("test")
-        ],
+        "card": [(f"the card of the friend of {n}", card_page_text(world.friend_card(n))) for n in world.names("test")],
         "ticket": [
-            (f"the ticket for hall {world.tickets[t][1]}", f"Ticket {t}.") for t in world.ticket_numbers("test")
+            (f"the ticket for hall {world.tickets[t][1]}", ticket_page_text(t)) for t in world.ticket_numbers("test")
         ],
     }
     right, thought = {}, {}
@@ -146,7 +138,8 @@ def main() -> None:
         embedder,
         query_budget=query_budget,
         document_budget=document_budget,
-        loader_settings=LoaderSettings(max_image_pixels=PAGE_IMAGE_PIXELS),
+        # Pages rendered at the model's image cap, as its training pages were (benchmarks/twn_mini).
+        loader_settings=LoaderSettings(max_image_pixels=embedder.config.max_image_pixels),
     )
     print(f"model: the bundled miniature TWN ({checkpoint}, dim {embedder.dimension}, {embedder.model.dtype})")
     print(f"indexing {documents} into {index.location}")

@@ -23,8 +23,29 @@ from pathlib import Path
 
 MINI_MODEL_DIR = Path(__file__).resolve().parent / "assets" / "twn-mini"
 WORLD_FILENAME = "world.json"
-# The held-out test split it was measured on (the training JSONL format, pictures beside it).
+# The held-out test split it was measured on (the training JSONL format, pictures and page
+# images beside it).
 TEST_SPLIT_DIRNAME = "test-split"
+
+
+def card_page_text(card: int) -> str:
+    """What a number card's page says."""
+    return f"This is card number {card}."
+
+
+def ticket_page_text(ticket: int) -> str:
+    """What a ticket's page says (its number only: its seat and hall are not on it)."""
+    return f"Ticket {ticket}."
+
+
+def write_world_pdf(path: str | Path, texts: list[str]) -> Path:
+    """A PDF of the world's pages, one text per page and nothing else on it (no shapes), so
+    that a page renders the same in whichever file and at whichever position it is: the build
+    trains on pages written by this function and loaded by ``twn_rag.loaders``, the demo
+    indexes pages written by it."""
+    from twn_rag.samples import write_sample_pdf
+
+    return write_sample_pdf(path, texts, shapes=False)
 
 
 @dataclass(frozen=True)

@@ -77,12 +77,14 @@ def write_sample_pdf(
     *,
     page_size: tuple[float, float] = (300.0, 200.0),
     password: str | None = None,
+    shapes: bool = True,
 ) -> Path:
     """Write a real PDF with a text layer and a coloured shape on every page; returns ``path``.
 
     ``pages`` is a list of page texts, or a page count (texts cycle through
     ``SAMPLE_PAGE_TEXTS`` with the page number). ``page_size`` is in points. With ``password``
-    the file is encrypted (readers need that password). The bytes are deterministic.
+    the file is encrypted (readers need that password). ``shapes=False`` leaves the shape out
+    (text only, so a page's rendering depends on its text alone). The bytes are deterministic.
     """
     import datetime
 
@@ -105,6 +107,8 @@ def write_sample_pdf(
         pdf.add_page()
         pdf.set_font("helvetica", size=11)
         pdf.multi_cell(width - 24, 13, text)
+        if not shapes:
+            continue
         pdf.set_fill_color(*_SAMPLE_COLOURS[number % len(_SAMPLE_COLOURS)])
         side = min(width, height) / 4
         pdf.rect(width - side - 12, height - side - 12, side, side, style="F")

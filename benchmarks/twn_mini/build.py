@@ -41,7 +41,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from measure import budget_rows, document_curve, embed_split, gain_share
 from pretrain import build_pretrained_backbone, fact_recall, ticket_recall
-from task import COLOUR_RGB, NUM_CARDS, build_world, write_jsonl
+from task import COLOUR_RGB, NUM_CARDS, PAGE_PIXELS, build_world, write_jsonl
 
 from twn_rag import TWNConfig, TWNEmbedder
 from twn_rag.mini import TEST_SPLIT_DIRNAME, WORLD_FILENAME
@@ -54,7 +54,9 @@ ASSET_DIR = REPO / "twn_rag" / "assets" / "twn-mini"
 # The world is always seed 0 (the demo and the docs name its entities); a build seed changes
 # every random draw of training (initialisation, batches, sampling).
 WORLD_SEED = 0
-SEED = 0
+# The shipped build seed: of seeds 0, 1, 2 (``make mini-seeds``) the best on the validation
+# split (adaptive Recall@1, ``validation_rows`` of the results), never chosen on the test split.
+SEED = 2
 MAX_THOUGHT_TOKENS = 24
 SFT_EPOCHS = 35
 # Gate label: thinking raises the margin by more than this.
@@ -63,7 +65,8 @@ RESULTS_FILENAME = "results.json"
 STAGE_SECONDS_FILENAME = "stage_seconds.json"
 MINI_CONFIG = dict(
     max_thought_tokens=MAX_THOUGHT_TOKENS,
-    max_image_pixels=64 * 64,
+    # pictures and pages (rendered at this size too, see task.write_pages)
+    max_image_pixels=PAGE_PIXELS,
     gate_threshold=0.5,
     instructions={"query": "Find the item this query asks for.", "document": "Represent this item."},
     reasoning_instructions={
@@ -173,6 +176,8 @@ def report(checkpoint: Path, data: Path) -> dict:
     split = embed_split(embedder, data / "test.jsonl")
     threshold = embedder.config.gate_threshold
     rows = budget_rows(split, threshold, GATE_DELTA)
+    # The validation split (the gate's labels come from it) picks the seed to ship.
+    validation_rows = budget_rows(embed_split(embedder, data / "validation.jsonl"), threshold, GATE_DELTA)
     never_ranks = split.ranks(np.zeros(len(split.positives), bool), np.zeros(len(split.document_names), bool))
     always_ranks = split.ranks(np.ones(len(split.positives), bool), np.ones(len(split.document_names), bool))
     kinds = {
@@ -187,6 +192,7 @@ def report(checkpoint: Path, data: Path) -> dict:
         "documents": len(split.document_names),
         "threshold": threshold,
         "rows": rows,
+        "validation_rows": validation_rows,
         "curve": document_curve(split, threshold),
         "gate_auc": split.gate_auc(GATE_DELTA),
         "kinds": kinds,
@@ -205,6 +211,12 @@ def format_results(results: dict) -> str:
     ]
     for name, r in results["rows"].items():
         lines.append(_row(name, r))
+    validation = results["validation_rows"]
+    lines += [
+        "",
+        "validation split (labels the gate; picks the seed to ship), Recall@1: "
+        + ", ".join(f"{name} {r['recall_at_1']:.3f}" for name, r in validation.items()),
+    ]
     lines += [
         "",
         "document think ratio (queries adaptive):",
@@ -245,11 +257,15 @@ def ship(checkpoint: Path, backbone: Path, seed: int) -> None:
     for name in ("gate_mlp.pt", "queries.pt", "twn_config.json"):
         shutil.copy2(checkpoint / name, ASSET_DIR / name)
     shutil.copytree(backbone, ASSET_DIR / "backbone")
-    # The test split travels with the model, so the notebooks measure it without the build.
+    # The test split travels with the model (its pictures and page images beside it), so the
+    # notebooks measure it without the build.
     data = checkpoint.parent / "data"
-    (ASSET_DIR / TEST_SPLIT_DIRNAME).mkdir()
-    shutil.copy2(data / "test.jsonl", ASSET_DIR / TEST_SPLIT_DIRNAME / "test.jsonl")
-    shutil.copytree(data / "pictures", ASSET_DIR / TEST_SPLIT_DIRNAME / "pictures")
+    split_dir = ASSET_DIR / TEST_SPLIT_DIRNAME
+    split_dir.mkdir()
+    shutil.copy2(data / "test.jsonl", split_dir / "test.jsonl")
+    for image in sorted(_images_of(data / "test.jsonl")):
+        (split_dir / image).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(data / image, split_dir / image)
     world = build_world(WORLD_SEED)
     (ASSET_DIR / WORLD_FILENAME).write_text(
         json.dumps(
@@ -279,6 +295,15 @@ def ship(checkpoint: Path, backbone: Path, seed: int) -> None:
         encoding="utf-8",
     )
     logger.info("shipped %s", ASSET_DIR)
+
+
+def _images_of(jsonl: Path) -> set[str]:
+    """The image paths (relative to the file) its lines name, on either side."""
+    images = set()
+    for line in jsonl.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        images.update(side["image"] for side in [record["positive"], *record["negatives"]] if "image" in side)
+    return images
 
 
 def build_and_report(work: Path, seed: int, fresh: bool = False) -> dict:

@@ -5,7 +5,8 @@ of the two vectors, made by ``ReasoningBudget.select`` on the no-think pass's ga
 the oracle are compared on the very same vectors and thoughts.
 
 The oracle thinks exactly where thinking helps: a document where its thought improves the
-margin of the queries it answers (``twn_rag.training.gate.document_margins``), then each query
+margin of the queries it answers, each as it retrieves better (``twn_rag.training.gate``'s
+document labels), then each query
 where its thought improves its rank against those documents. Gate labels are the training
 stage's (margin gain > ``delta``); the gate's AUC per role is measured against them.
 """
@@ -19,7 +20,7 @@ import numpy as np
 from twn_rag import ReasoningBudget, TWNEmbedder
 from twn_rag.evaluation import positive_ranks, retrieval_metrics
 from twn_rag.training.data import document_corpus, load_examples
-from twn_rag.training.gate import document_margins, margins, roc_auc
+from twn_rag.training.gate import best_query_vectors, document_margins, margins, roc_auc
 
 DOCUMENT_THINK_RATIOS = (0.0, 0.1, 0.25, 0.5, 1.0)
 
@@ -90,9 +91,11 @@ class SplitEmbeddings:
         return margins(self.queries.always, docs, self.positives) - margins(self.queries.never, docs, self.positives)
 
     def document_gains(self) -> tuple[list[int], np.ndarray]:
-        """The documents that are some query's positive, and for each its margin gain from thinking."""
-        labelled = sorted(set(self.positives))
-        queries, docs = self.queries.never, self.documents.never
+        """Every document, and for each its margin gain from thinking, with the queries as
+        they retrieve better (as the gate's labels are made; 0 for a document no query names)."""
+        labelled = list(range(len(self.document_names)))
+        docs = self.documents.never
+        queries = best_query_vectors(self.queries.never, self.queries.always, docs, self.positives)
         gains = [
             document_margins(queries, docs, self.positives, d, self.documents.always[d])
             - document_margins(queries, docs, self.positives, d, docs[d])

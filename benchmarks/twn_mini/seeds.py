@@ -36,6 +36,7 @@ FIGURES = (
     ("adaptive tokens", lambda r: tokens(r["rows"]["adaptive"])),
     ("curve share at 0.25", lambda r: curve_share(r)),
     ("build s", lambda r: r["build_seconds"]),
+    ("validation adaptive R@1", lambda r: r["validation_rows"]["adaptive"]["recall_at_1"]),
 )
 # (name, test on a seed's results)
 TARGETS = (

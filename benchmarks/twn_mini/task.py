@@ -40,6 +40,11 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from twn_rag.mini import card_page_text as card_text
+from twn_rag.mini import ticket_page_text as ticket_text
+from twn_rag.mini import write_world_pdf
 
 COLOURS = ("red", "green", "blue", "yellow", "purple", "orange", "black", "grey")
 COLOUR_RGB = {
@@ -65,6 +70,9 @@ REASONING_KINDS = ("lookup-number",)
 DIRECT_KINDS = ("direct-number", "direct-colour", "direct-hall")
 # Queries that need a thought on the document side (the positive's), not on their own.
 DOCUMENT_REASONING_KINDS = ("lookup-ticket",)
+# Pages are rendered at the model's image cap (``max_image_pixels`` of the build's config), as
+# the demo's index loads them.
+PAGE_PIXELS = 64 * 64
 
 
 @dataclass(frozen=True)
@@ -112,16 +120,8 @@ def picture_id(colour: str) -> str:
     return f"picture-{colour}"
 
 
-def card_text(n: int) -> str:
-    return f"This is card number {n}."
-
-
 def ticket_id(n: int) -> str:
     return f"ticket-{n}"
-
-
-def ticket_text(n: int) -> str:
-    return f"Ticket {n}."
 
 
 def hall_id(n: int) -> str:
@@ -299,11 +299,37 @@ def kind_of(doc: Document) -> str:
     return doc.doc_id.split("-", 1)[0]
 
 
-def document_side(doc: Document, picture_dir: str) -> dict:
-    """A document as a training-data side: text for cards, an image path for pictures."""
+def document_side(doc: Document, picture_dir: str, page_dir: str) -> dict:
+    """A document as a training-data side: a page's text and its rendered image (``page_dir``,
+    see ``write_pages``), or a picture's image path."""
     if doc.colour is None:
-        return {"text": doc.text}
+        return {"text": doc.text, "image": f"{page_dir}/{doc.doc_id}.png"}
     return {"image": f"{picture_dir}/{doc.colour}.png"}
+
+
+def write_pages(
+    world: World, out_dir: str | Path, page_dir: str = "pages", max_image_pixels: int = PAGE_PIXELS
+) -> None:
+    """Write the world's pages (cards, each split's tickets, hall plates) as PDFs under
+    ``out_dir`` with ``twn_rag.mini.write_world_pdf``, load them with ``twn_rag.loaders`` (page
+    text and the page rendered at ``max_image_pixels``, as an index loads them) and save each
+    page's image as ``<page_dir>/<doc_id>.png``. Raises ``ValueError`` if a page's text layer
+    is not the document's text."""
+    from twn_rag.loaders import FileRef, LoaderSettings, iter_file_items
+
+    out = Path(out_dir)
+    (out / page_dir).mkdir(parents=True, exist_ok=True)
+    settings = LoaderSettings(max_image_pixels=max_image_pixels)
+    files: dict[str, list[Document]] = {}
+    for doc in world.documents:
+        if doc.colour is None:
+            files.setdefault(f"{kind_of(doc)}s-{doc.split or 'all'}.pdf", []).append(doc)
+    for name, documents in files.items():
+        pdf = write_world_pdf(out / "pdf" / name, [d.text for d in documents])
+        for doc, item in zip(documents, iter_file_items(FileRef.describe(pdf), settings), strict=True):
+            if item.text != doc.text:
+                raise ValueError(f"{pdf} page {item.metadata['page']}: text {item.text!r}, expected {doc.text!r}")
+            item.image.save(out / page_dir / f"{doc.doc_id}.png")
 
 
 # Counterfactual pairs per train lookup (see ``counterfactual_pairs``).
@@ -354,10 +380,18 @@ def counterfactual_pairs(world: World, per_lookup: int = COUNTERFACTUALS_PER_LOO
     return pairs
 
 
-def write_jsonl(world: World, out_dir, negatives_per_query: int = 3, picture_dir: str = "pictures") -> dict[str, str]:
+def write_jsonl(
+    world: World,
+    out_dir,
+    negatives_per_query: int = 3,
+    picture_dir: str = "pictures",
+    page_dir: str = "pages",
+    page_pixels: int = PAGE_PIXELS,
+) -> dict[str, str]:
     """Write ``train.jsonl``, ``validation.jsonl``, ``test.jsonl`` (the twn-rag training
-    format), ``sft.jsonl`` (the train lines and the counterfactual pairs, for SFT) and the
-    colour pictures under ``out_dir``; returns name -> path (the splits and ``sft``).
+    format), ``sft.jsonl`` (the train lines and the counterfactual pairs, for SFT), the colour
+    pictures and the rendered pages (``write_pages``) under ``out_dir``; returns name -> path
+    (the splits and ``sft``).
 
     Every line lists hard negatives (documents of the split of the same kind as the
     positive: cards, pictures, tickets or halls), chosen so that every document of the split
@@ -366,10 +400,10 @@ def write_jsonl(world: World, out_dir, negatives_per_query: int = 3, picture_dir
     (``positive_thought``).
     """
     import json
-    from pathlib import Path
 
     out = Path(out_dir)
     (out / picture_dir).mkdir(parents=True, exist_ok=True)
+    write_pages(world, out, page_dir, page_pixels)
     for i, colour in enumerate(COLOURS):
         colour_picture(colour, seed=world.seed * 100 + i).save(out / picture_dir / f"{colour}.png")
     by_id = {d.doc_id: d for d in world.documents}
@@ -395,8 +429,10 @@ def write_jsonl(world: World, out_dir, negatives_per_query: int = 3, picture_dir
                 record = {
                     "id": f"{split}-{i}-{query.kind}",
                     "query": query.text,
-                    "positive": document_side(positive, picture_dir),
-                    "negatives": [document_side(d, picture_dir) for d in negatives(positive, documents, unseen)],
+                    "positive": document_side(positive, picture_dir, page_dir),
+                    "negatives": [
+                        document_side(d, picture_dir, page_dir) for d in negatives(positive, documents, unseen)
+                    ],
                 }
                 if query.thought is not None:
                     record["query_thought"] = query.thought
@@ -415,8 +451,8 @@ def write_jsonl(world: World, out_dir, negatives_per_query: int = 3, picture_dir
             record = {
                 "id": f"counterfactual-{i}-{pair.kind}",
                 "query": pair.text,
-                "positive": document_side(positive, picture_dir),
-                "negatives": [document_side(d, picture_dir) for d in negatives(positive, documents, set())],
+                "positive": document_side(positive, picture_dir, page_dir),
+                "negatives": [document_side(d, picture_dir, page_dir) for d in negatives(positive, documents, set())],
                 "think_view_only": True,
             }
             for key, thought in (("query_thought", pair.query_thought), ("positive_thought", pair.positive_thought)):

@@ -11,13 +11,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from twn_rag.index.directory import CHROMA_SUBDIR, chroma_failure
+from twn_rag.index.directory import CHROMA_SUBDIR, DATABASE_FILENAME, chroma_failure
 from twn_rag.index.errors import IndexConnectionError
+from twn_rag.index.locking import exclusive_lock
 from twn_rag.index.read_only import discard_copy, remove_when_closed, snapshot
 
 DEFAULT_CHROMA_PORT = 8000
 # Vectors are L2-normalised, so cosine distance is the natural metric; score = 1 - distance.
 COSINE_CONFIGURATION = {"hnsw": {"space": "cosine"}}
+# Held while a process creates a new embedded database (see ``connect_path``).
+CREATE_LOCK_FILENAME = "twn-create.lock"
 
 
 def _settings():
@@ -64,7 +67,27 @@ def connect(index_dir: Path, chroma_url: str | None = None):
 
 def connect_path(path: Path):
     """An embedded client on the Chroma database folder ``path``, with the frameworks' settings
-    (``IndexConnectionError`` when this process already opened it with other settings)."""
+    (``IndexConnectionError`` when this process already opened it with other settings).
+
+    Processes that create one new database at once race in chromadb's schema setup (one fails
+    with "table collections already exists"), so a database that does not exist yet is
+    created under an exclusive lock file in its folder; opening an existing one takes no lock."""
+    with _creation_lock(Path(path)):
+        return _persistent_client(path)
+
+
+@contextlib.contextmanager
+def _creation_lock(path: Path):
+    """The lock of ``connect_path`` while ``path`` holds no database yet; none where the folder
+    cannot be written (chromadb then says why it cannot create the database)."""
+    with contextlib.ExitStack() as stack:
+        if not (path / DATABASE_FILENAME).is_file():
+            with contextlib.suppress(OSError):
+                stack.enter_context(exclusive_lock(path / CREATE_LOCK_FILENAME))
+        yield
+
+
+def _persistent_client(path: Path):
     import chromadb
 
     try:

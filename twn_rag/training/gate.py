@@ -7,9 +7,16 @@ queries' positives): margin = cos(positive) - max cos(negative). The label is 1 
 thinking improves the margin by more than ``delta``.
 
 A document is labelled the same way from the other side: its margin is the mean margin of the
-queries it is the positive of (queries embedded without thinking, every other document
-without thinking), once with the document's no-think vector and once with its think vector.
-Documents that are nobody's positive get no label.
+queries it is the positive of (every other document without thinking), once with the
+document's no-think vector and once with its think vector. Each of those queries is embedded
+as it retrieves better (``best_query_vectors``: with its thought where that raises its
+margin; without thinking when only documents are labelled), so a document is not labelled
+by queries that only find anything once they think (a card answering "the card of the
+friend of kalo" without the query's thought is far from every query vector that matters).
+A document that is nobody's positive (a hard negative only) helps no query of the data by
+thinking: both its margins are 0 and its label is 0. Every document is labelled, so the gate
+also learns where thinking is useless (labelled on the answered documents alone, one gate
+spent half an index's document budget on pages no query of its training data named).
 
 The gate MLP (one for both roles: it reads the role's own prompt in its features) then learns
 these labels with class-balanced BCE on the frozen pooled features of the no-think pass (the
@@ -123,12 +130,24 @@ def margins(queries: np.ndarray, documents: np.ndarray, positives: Sequence[int]
     return positive - np.where(np.isfinite(best_negative), best_negative, 0.0)
 
 
+def best_query_vectors(
+    nothink: np.ndarray, think: np.ndarray, doc_vectors: np.ndarray, positives: Sequence[int]
+) -> np.ndarray:
+    """Each query's vector as it retrieves better against ``doc_vectors``: its think vector
+    where that raises its margin (``margins``), else its no-think vector; rows align."""
+    better = margins(think, doc_vectors, positives) > margins(nothink, doc_vectors, positives)
+    return np.where(better[:, None], think, nothink)
+
+
 def document_margins(
     query_vectors: np.ndarray, doc_vectors: np.ndarray, positives: Sequence[int], document: int, vector: np.ndarray
 ) -> float:
     """The mean margin (see ``margins``) of the queries whose positive is ``document`` when that
-    document is embedded as ``vector`` and every other document as in ``doc_vectors``."""
+    document is embedded as ``vector`` and every other document as in ``doc_vectors``; 0.0
+    when no query's positive is ``document``."""
     rows = [i for i, p in enumerate(positives) if p == document]
+    if not rows:
+        return 0.0
     replaced = doc_vectors.copy()
     replaced[document] = vector
     return float(margins(query_vectors[rows], replaced, [positives[i] for i in rows]).mean())
@@ -145,17 +164,17 @@ def collect_gate_data(
 ) -> GateData:
     """Embed every query without and with a (greedy) thought, every document without, and
     return the features and margins the query labels come from; with ``"document"`` in
-    ``roles`` also embed every positive document with a thought and add its row (see the
-    module docstring). Rows: the queries (when ``"query"`` is in ``roles``), then the
-    documents in order of first appearance."""
+    ``roles`` also embed every document with a thought and add its row (see the module
+    docstring). Rows: the queries (when ``"query"`` is in ``roles``), then the documents in
+    order of first appearance (``document_corpus``)."""
     max_tokens = max_thought_tokens or embedder.config.max_thought_tokens
-    documents, positives, _ = document_corpus(examples)
+    documents, positives, negatives = document_corpus(examples)
     never = ReasoningBudget(mode="never")
     always = ReasoningBudget(mode="always", max_thought_tokens=max_tokens)
     doc_vectors = np.stack(
         [r.vector for r in embedder.encode(documents, role="document", budget=never, batch_size=batch_size)]
     )
-    query_vectors, features, nothink, think, tokens = [], [], [], [], []
+    query_vectors, think_vectors, features, nothink, think, tokens = [], [], [], [], [], []
     chunks = range(0, len(examples), batch_size)
     for start in tqdm(chunks, desc="gate labels", unit="batch", disable=not show_progress):
         chunk = examples[start : start + batch_size]
@@ -167,15 +186,23 @@ def collect_gate_data(
             continue
         thought = embedder.encode(items, role="query", budget=always, batch_size=batch_size)
         rows = slice(start, start + len(chunk))
+        think_vectors.append(np.stack([r.vector for r in thought]))
         nothink.append(margins(query_vectors[-1], doc_vectors, positives[rows]))
-        think.append(margins(np.stack([r.vector for r in thought]), doc_vectors, positives[rows]))
+        think.append(margins(think_vectors[-1], doc_vectors, positives[rows]))
         features.append(pooled.float().cpu())
         tokens.extend(r.thought_tokens for r in thought)
     row_roles = ["query"] * len(tokens)
     if "document" in roles:
         queries = np.concatenate(query_vectors)
-        owners = {p: examples[i] for i, p in reversed(list(enumerate(positives)))}  # the first query naming it
-        labelled = sorted(owners)
+        if think_vectors:
+            queries = best_query_vectors(queries, np.concatenate(think_vectors), doc_vectors, positives)
+        # the first line naming a document (for error messages)
+        owners = {
+            d: examples[i]
+            for i, named in reversed(list(enumerate(zip(positives, negatives))))
+            for d in [named[0], *named[1]]
+        }
+        labelled = range(len(documents))
         for start in tqdm(range(0, len(labelled), batch_size), desc="document labels", disable=not show_progress):
             chunk = labelled[start : start + batch_size]
             items = prepare_inputs(embedder, [documents[d] for d in chunk], [owners[d] for d in chunk])
