@@ -243,8 +243,7 @@ class CollectionBudgets:
                     COMMITS_KEY: json.dumps(commits),
                 }
                 self._collection.modify(metadata=updated)
-                if self._settle_s:
-                    time.sleep(self._settle_s)
+                self.settle()
                 if token in json.loads(str(self.metadata().get(COMMITS_KEY, "[]"))):
                     return budgets
                 logger.info(
@@ -256,6 +255,12 @@ class CollectionBudgets:
             f"could not commit the budget of collection {self._collection.name!r}: "
             f"{MAX_COMMIT_ATTEMPTS} attempts were overwritten by other writers"
         )
+
+    def settle(self) -> None:
+        """Wait long enough, after a write to a server, for a concurrent remote write to land
+        before reading back what was written (``settle_s``; no wait for an embedded database)."""
+        if self._settle_s:
+            time.sleep(self._settle_s)
 
     # -- counting stored records exactly ------------------------------------------------------
     def begin_store(self, role: str, thought_tokens: int) -> str:

@@ -790,6 +790,8 @@ class TWNIndex:
             )
             unchanged = [i for i, o in todo if isinstance(o, str)]
             self._finalize(unchanged, current)
+            # a writer on another machine may replace the same records: read back once its write landed
+            self._budgets.settle()
             won = [
                 i for i, m in self._metadatas_of([i for i, _ in thought]).items() if m.get(THINK_WRITER_KEY) == writer
             ]
@@ -869,6 +871,7 @@ class TWNIndex:
         )
         for item in items:
             item.release_pixels()
+        self._budgets.settle()  # another machine's writer may store the same ids
         return self._ids_written_by(writer, [item.id for item in items])
 
     def _ids_written_by(self, writer: str, ids: Sequence[str]) -> set[str]:
