@@ -61,6 +61,8 @@ MAX_THOUGHT_TOKENS = 24
 SFT_EPOCHS = 35
 # Gate label: thinking raises the margin by more than this.
 GATE_DELTA = 0.25
+# Soft gate targets sigmoid((gain - delta) / T) (``GateArguments.label_temperature``).
+GATE_LABEL_TEMPERATURE = 0.1
 RESULTS_FILENAME = "results.json"
 STAGE_SECONDS_FILENAME = "stage_seconds.json"
 MINI_CONFIG = dict(
@@ -133,7 +135,9 @@ def build(work: Path, seed: int = SEED) -> Path:
         lambda: train_gate(
             data / "validation.jsonl",
             sft,
-            # Few labels (the validation split): a short, regularised fit generalises better.
+            # Few labels (the validation split): a short, regularised fit on all of them (the
+            # test split measures it) to soft targets, so that a held-out lookup whose thought
+            # happened to go wrong does not teach the gate to skip lookups.
             GateArguments(
                 output_dir=gate,
                 epochs=40,
@@ -141,6 +145,8 @@ def build(work: Path, seed: int = SEED) -> Path:
                 learning_rate=1e-3,
                 weight_decay=0.1,
                 delta=GATE_DELTA,
+                label_temperature=GATE_LABEL_TEMPERATURE,
+                holdout_fraction=0.0,
                 roles=("query", "document"),
                 **common,
             ),

@@ -163,13 +163,17 @@ def train_gate_command(
     delta: Annotated[float, typer.Option(help="Label 1 where thinking improves the margin by more.")] = 0.0,
     holdout: Annotated[float, typer.Option(help="Held-out fraction for the reported metrics.")] = 0.2,
     target_think_rate: Annotated[float | None, typer.Option(help="Calibrate the threshold to this think-rate.")] = None,
+    label_temperature: Annotated[
+        float | None, typer.Option(help="Soft targets sigmoid((gain - delta) / T) instead of 0/1.")
+    ] = None,
     max_thought_tokens: Annotated[int | None, typer.Option(help="Thought length for labelling.")] = None,
     embed_batch_size: Annotated[int, typer.Option(help="Batch size for labelling.")] = 8,
 ) -> None:
     """Stage 2: train the gate on self-supervised labels.
 
-    Label 1 where thinking improves the margin by more than --delta; class-balanced BCE on frozen
-    features; held-out precision, recall and AUC go to gate_metrics.json.
+    Label 1 where thinking improves the margin by more than --delta (soft targets with
+    --label-temperature); class-balanced BCE on frozen features; held-out precision, recall and
+    AUC go to gate_metrics.json.
     """
     from twn_rag.training.gate import GateArguments, train_gate
 
@@ -178,6 +182,7 @@ def train_gate_command(
         delta=delta,
         holdout_fraction=holdout,
         target_think_rate=target_think_rate,
+        label_temperature=label_temperature,
         max_thought_tokens=max_thought_tokens,
         embed_batch_size=embed_batch_size,
     )
