@@ -65,8 +65,9 @@ class GateArguments(TrainingArguments):
     ``holdout_fraction`` of each role's rows is kept out of training for the reported metrics.
     ``target_think_rate``: calibrate the saved threshold so this fraction of the training
     queries would think (else 0.5). ``label_temperature``: train on soft targets
-    ``sigmoid((gain - delta) / label_temperature)`` instead of 0/1 (see the module docstring). ``embed_batch_size`` and ``max_thought_tokens`` (default:
-    the checkpoint's) apply to labelling."""
+    ``sigmoid((gain - delta) / label_temperature)`` instead of 0/1 (see the module docstring).
+    ``embed_batch_size`` and ``max_thought_tokens`` (default: the checkpoint's) apply to
+    labelling."""
 
     batch_size: int = 64
     epochs: float = 50.0
