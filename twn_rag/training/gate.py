@@ -426,6 +426,6 @@ def label_summary(gate_data: GateData, delta: float) -> str:
         rows = gains[gate_data.rows(role)]
         mean = float(rows.mean()) if len(rows) else math.nan
         parts.append(
-            f"thinking helps {int((rows > delta).sum())} of {len(rows)} {role}s (mean margin gain {mean:+.4f})"
+            f"thinking helps {int((rows > delta).sum())} of {len(rows)} {role} inputs (mean margin gain {mean:+.4f})"
         )
     return "; ".join(parts)
