@@ -51,6 +51,9 @@ class TrainOptions:
     grad_accum: Annotated[int, typer.Option("--grad-accum", help="Micro-steps per optimizer step.")] = 1
     lr: Annotated[float | None, typer.Option("--lr", help="AdamW learning rate.")] = None
     warmup_steps: Annotated[int, typer.Option("--warmup-steps", help="Linear warm-up steps.")] = 0
+    lr_schedule: Annotated[
+        str, typer.Option("--lr-schedule", help="After warm-up: constant, or decay to 0 (linear, cosine).")
+    ] = "constant"
     save_every: Annotated[int, typer.Option("--save-every", help="Checkpoint every N steps (0: only at the end).")] = 0
     resume: Annotated[
         bool,
