@@ -234,12 +234,7 @@ class TrainingLoop:
     # -- checkpoints ---------------------------------------------------------------------------------
     def checkpoints(self) -> list[tuple[int, Path]]:
         """Complete checkpoints in the output folder, oldest first."""
-        found = []
-        for path in self.output_dir.glob(f"{CHECKPOINT_PREFIX}*"):
-            suffix = path.name[len(CHECKPOINT_PREFIX) :]
-            if suffix.isdigit() and (path / TRAINER_STATE_FILENAME).is_file():
-                found.append((int(suffix), path))
-        return sorted(found)
+        return complete_checkpoints(self.output_dir)
 
     def save_checkpoint(self, step: int) -> Path:
         """Write ``checkpoint-<step>`` (written beside, then renamed: never half a checkpoint)."""
@@ -285,6 +280,17 @@ class TrainingLoop:
         else:
             logger.info("resuming %s from %s (step %d of %d)", self.stage, path, step, self.total_steps)
         return min(step, self.total_steps)
+
+
+def complete_checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
+    """``(step, folder)`` of every complete ``checkpoint-<step>`` in a stage's output folder
+    (one with its ``trainer_state.pt``), oldest first."""
+    found = []
+    for path in Path(output_dir).glob(f"{CHECKPOINT_PREFIX}*"):
+        suffix = path.name[len(CHECKPOINT_PREFIX) :]
+        if suffix.isdigit() and (path / TRAINER_STATE_FILENAME).is_file():
+            found.append((int(suffix), path))
+    return sorted(found)
 
 
 def _scheduler(optimizer: torch.optim.Optimizer, schedule: str, warmup: int, total_steps: int):
