@@ -202,3 +202,28 @@ def test_gate_roles_are_checked():
         GateArguments(roles=("queries",))
     with pytest.raises(ValueError, match="roles must be"):
         GateArguments(roles=())
+
+
+def test_soft_targets_keep_the_size_of_the_gain(gate_data):
+    delta = float(gate_data.gains().median())
+    hard = gate_data.labels(delta)
+    soft = gate_data.targets(delta, temperature=0.1)
+    assert torch.equal(gate_data.targets(delta), hard)
+    assert torch.equal((soft > 0.5).float(), hard)  # the same side of delta as the hard label
+    order = gate_data.gains().argsort()
+    assert torch.all(soft[order].diff() >= 0)  # a larger gain, a larger target
+    assert torch.all((soft > 0) & (soft < 1))
+    with pytest.raises(ValueError, match="label_temperature"):
+        GateArguments(label_temperature=0.0)
+
+
+def test_gate_trains_on_soft_targets(tiny_ckpt, toy, gate_data, tmp_path):
+    gains = gate_data.gains().sort().values
+    delta = float(gains[len(gains) // 2 - 1])
+    out = train_gate(toy, tiny_ckpt, gate_arguments(tmp_path, delta, label_temperature=0.05))
+    report = json.loads((out / GATE_METRICS_FILENAME).read_text())
+    assert report["label_temperature"] == 0.05
+    assert report["positive_labels"] == int(gate_data.labels(delta).sum())  # metrics use the hard labels
+    assert report["train"]["auc"] == 1.0
+    losses = [r["loss"] for r in LossLog(out / "gate_log.jsonl").read()]
+    assert losses[-1] < losses[0]

@@ -140,6 +140,35 @@ def test_losses_go_down_on_a_small_synthetic_set(tiny_ckpt, toy_data, tmp_path):
     assert reloaded.model.num_queries == 4
 
 
+@pytest.mark.parametrize("schedule", ["constant", "linear", "cosine"])
+def test_learning_rate_warms_up_then_stays_or_decays(tiny_ckpt, toy_data, tmp_path, schedule):
+    args = SFTArguments(
+        output_dir=tmp_path / "sft",
+        max_steps=6,
+        batch_size=4,
+        learning_rate=1e-3,
+        warmup_steps=2,
+        lr_schedule=schedule,
+        show_progress=False,
+    )
+    rates = [
+        r["lr"]
+        for r in LossLog(train_sft(toy_data, tiny_ckpt / "backbone", args, **TINY_CREATE) / "sft_log.jsonl").read()
+    ]
+    assert rates[0] < rates[1] < 1e-3 + 1e-12  # warm-up
+    if schedule == "constant":
+        assert rates[2:] == pytest.approx([1e-3] * 4)
+    else:
+        assert rates[2] == pytest.approx(1e-3)
+        assert all(a > b for a, b in zip(rates[2:], rates[3:]))  # decays every step
+        assert 0 < rates[-1] < 1e-3 / 3
+
+
+def test_an_unknown_learning_rate_schedule_is_refused():
+    with pytest.raises(ValueError, match="lr_schedule"):
+        SFTArguments(lr_schedule="exponential")
+
+
 def test_resume_after_interruption_continues_from_the_saved_step(tiny_ckpt, toy_data, tmp_path):
     def args(out):
         return SFTArguments(

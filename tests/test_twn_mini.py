@@ -14,6 +14,7 @@ from twn_rag.loaders import FileRef, LoaderSettings, iter_file_items
 from twn_rag.mini import (
     MINI_MODEL_DIR,
     card_page_text,
+    load_world_pages,
     mini_model_path,
     mini_test_split,
     mini_world,
@@ -163,10 +164,9 @@ def test_bundled_model_states_the_facts_it_was_trained_on(mini):
 
 
 def pages(embedder, folder: Path, texts: list[str]) -> list[dict]:
-    """``texts`` as an index embeds them: PDF pages (``write_world_pdf``) loaded at the model's image cap."""
-    pdf = write_world_pdf(folder / "pages.pdf", texts)
-    settings = LoaderSettings(max_image_pixels=embedder.config.max_image_pixels)
-    return [item.to_input() for item in iter_file_items(FileRef.describe(pdf), settings)]
+    """``texts`` as an index embeds them: PDF pages loaded at the model's image cap."""
+    items = load_world_pages(folder / "pages.pdf", texts, embedder.config.max_image_pixels)
+    return [item.to_input() for item in items]
 
 
 def test_bundled_model_writes_the_hall_of_a_ticket_page_down(mini, tmp_path):

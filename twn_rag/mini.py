@@ -48,6 +48,21 @@ def write_world_pdf(path: str | Path, texts: list[str]) -> Path:
     return write_sample_pdf(path, texts, shapes=False)
 
 
+def load_world_pages(path: str | Path, texts: list[str], max_image_pixels: int) -> list:
+    """Write ``texts`` as a world PDF at ``path`` (``write_world_pdf``) and load its pages as an
+    index does: ``twn_rag.loaders`` items with the page's text layer and the page rendered at
+    ``max_image_pixels``, one per text, in order. Raises ``ValueError`` naming the page whose
+    text layer is not its text."""
+    from twn_rag.loaders import FileRef, LoaderSettings, iter_file_items
+
+    pdf = write_world_pdf(path, texts)
+    items = list(iter_file_items(FileRef.describe(pdf), LoaderSettings(max_image_pixels=max_image_pixels)))
+    for text, item in zip(texts, items, strict=True):
+        if item.text != text:
+            raise ValueError(f"{pdf} page {item.metadata['page']}: text {item.text!r}, expected {text!r}")
+    return items
+
+
 @dataclass(frozen=True)
 class MiniWorld:
     """What the bundled model knows: ``entities`` name -> (card, colour, split), ``friends``

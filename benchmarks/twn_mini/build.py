@@ -3,7 +3,9 @@
 Stages (each cached in ``--work``; delete the folder, or pass ``--fresh``, to redo them):
 1. the synthetic world and its JSONL splits (``task.py``);
 2. a small Qwen3-VL backbone pre-trained on the world's corpus (``pretrain.py``), then frozen;
-3. SFT of both adapters on the train split, with gradient detachment (``twn_rag.training``);
+3. SFT of both adapters on the train split, with gradient detachment (``twn_rag.training``),
+   and the reasoning adapter averaged over SFT's last checkpoints (``average_checkpoints``:
+   the held-out thoughts swing from one checkpoint to the next);
 4. the gate on self-supervised labels of the validation split, for queries and documents
    (held-out entities: on the train split the no-think view has memorised the answers, so
    thinking looks useless there);
@@ -45,7 +47,15 @@ from task import COLOUR_RGB, NUM_CARDS, PAGE_PIXELS, build_world, write_jsonl
 
 from twn_rag import TWNConfig, TWNEmbedder
 from twn_rag.mini import TEST_SPLIT_DIRNAME, WORLD_FILENAME
-from twn_rag.training import GateArguments, RLArguments, SFTArguments, train_gate, train_rl, train_sft
+from twn_rag.training import (
+    GateArguments,
+    RLArguments,
+    SFTArguments,
+    average_checkpoints,
+    train_gate,
+    train_rl,
+    train_sft,
+)
 
 logger = logging.getLogger("twn_mini")
 
@@ -59,8 +69,13 @@ WORLD_SEED = 0
 SEED = 2
 MAX_THOUGHT_TOKENS = 24
 SFT_EPOCHS = 35
+# A checkpoint every 5 epochs; the reasoning adapter is the mean of the last 4 (20-35 epochs).
+SFT_SAVE_EVERY = 75
+SFT_AVERAGED_CHECKPOINTS = 4
 # Gate label: thinking raises the margin by more than this.
 GATE_DELTA = 0.25
+# Soft gate targets sigmoid((gain - delta) / T) (``GateArguments.label_temperature``).
+GATE_LABEL_TEMPERATURE = 0.1
 RESULTS_FILENAME = "results.json"
 STAGE_SECONDS_FILENAME = "stage_seconds.json"
 MINI_CONFIG = dict(
@@ -115,6 +130,8 @@ def build(work: Path, seed: int = SEED) -> Path:
                 batch_size=16,
                 learning_rate=2e-3,
                 warmup_steps=20,
+                save_every=SFT_SAVE_EVERY,
+                keep_checkpoints=SFT_AVERAGED_CHECKPOINTS,
                 reasoning_weight=2.0,
                 **common,
             ),
@@ -126,14 +143,22 @@ def build(work: Path, seed: int = SEED) -> Path:
             seed=seed,
         ),
     )
+    averaged = work / "sft-averaged"
+    stage(
+        averaged / "gate_mlp.pt",
+        "average",
+        lambda: average_checkpoints(sft, averaged, last=SFT_AVERAGED_CHECKPOINTS, adapters=("reasoning",)),
+    )
     gate = work / "gate"
     stage(
         gate / "gate_mlp.pt",
         "gate",
         lambda: train_gate(
             data / "validation.jsonl",
-            sft,
-            # Few labels (the validation split): a short, regularised fit generalises better.
+            averaged,
+            # Few labels (the validation split): a short, regularised fit on all of them (the
+            # test split measures it) to soft targets, so that a held-out lookup whose thought
+            # happened to go wrong does not teach the gate to skip lookups.
             GateArguments(
                 output_dir=gate,
                 epochs=40,
@@ -141,6 +166,8 @@ def build(work: Path, seed: int = SEED) -> Path:
                 learning_rate=1e-3,
                 weight_decay=0.1,
                 delta=GATE_DELTA,
+                label_temperature=GATE_LABEL_TEMPERATURE,
+                holdout_fraction=0.0,
                 roles=("query", "document"),
                 **common,
             ),

@@ -43,8 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from twn_rag.mini import card_page_text as card_text
+from twn_rag.mini import load_world_pages
 from twn_rag.mini import ticket_page_text as ticket_text
-from twn_rag.mini import write_world_pdf
 
 COLOURS = ("red", "green", "blue", "yellow", "purple", "orange", "black", "grey")
 COLOUR_RGB = {
@@ -311,24 +311,19 @@ def write_pages(
     world: World, out_dir: str | Path, page_dir: str = "pages", max_image_pixels: int = PAGE_PIXELS
 ) -> None:
     """Write the world's pages (cards, each split's tickets, hall plates) as PDFs under
-    ``out_dir`` with ``twn_rag.mini.write_world_pdf``, load them with ``twn_rag.loaders`` (page
-    text and the page rendered at ``max_image_pixels``, as an index loads them) and save each
-    page's image as ``<page_dir>/<doc_id>.png``. Raises ``ValueError`` if a page's text layer
-    is not the document's text."""
-    from twn_rag.loaders import FileRef, LoaderSettings, iter_file_items
-
+    ``out_dir`` and load them as an index does (``twn_rag.mini.load_world_pages``: page text
+    and the page rendered at ``max_image_pixels``), and save each page's image as
+    ``<page_dir>/<doc_id>.png``. Raises ``ValueError`` if a page's text layer is not the
+    document's text."""
     out = Path(out_dir)
     (out / page_dir).mkdir(parents=True, exist_ok=True)
-    settings = LoaderSettings(max_image_pixels=max_image_pixels)
     files: dict[str, list[Document]] = {}
     for doc in world.documents:
         if doc.colour is None:
             files.setdefault(f"{kind_of(doc)}s-{doc.split or 'all'}.pdf", []).append(doc)
     for name, documents in files.items():
-        pdf = write_world_pdf(out / "pdf" / name, [d.text for d in documents])
-        for doc, item in zip(documents, iter_file_items(FileRef.describe(pdf), settings), strict=True):
-            if item.text != doc.text:
-                raise ValueError(f"{pdf} page {item.metadata['page']}: text {item.text!r}, expected {doc.text!r}")
+        items = load_world_pages(out / "pdf" / name, [d.text for d in documents], max_image_pixels)
+        for doc, item in zip(documents, items):
             item.image.save(out / page_dir / f"{doc.doc_id}.png")
 
 

@@ -51,6 +51,9 @@ class TrainOptions:
     grad_accum: Annotated[int, typer.Option("--grad-accum", help="Micro-steps per optimizer step.")] = 1
     lr: Annotated[float | None, typer.Option("--lr", help="AdamW learning rate.")] = None
     warmup_steps: Annotated[int, typer.Option("--warmup-steps", help="Linear warm-up steps.")] = 0
+    lr_schedule: Annotated[
+        str, typer.Option("--lr-schedule", help="After warm-up: constant, or decay to 0 (linear, cosine).")
+    ] = "constant"
     save_every: Annotated[int, typer.Option("--save-every", help="Checkpoint every N steps (0: only at the end).")] = 0
     resume: Annotated[
         bool,
@@ -163,13 +166,17 @@ def train_gate_command(
     delta: Annotated[float, typer.Option(help="Label 1 where thinking improves the margin by more.")] = 0.0,
     holdout: Annotated[float, typer.Option(help="Held-out fraction for the reported metrics.")] = 0.2,
     target_think_rate: Annotated[float | None, typer.Option(help="Calibrate the threshold to this think-rate.")] = None,
+    label_temperature: Annotated[
+        float | None, typer.Option(help="Soft targets sigmoid((gain - delta) / T) instead of 0/1.")
+    ] = None,
     max_thought_tokens: Annotated[int | None, typer.Option(help="Thought length for labelling.")] = None,
     embed_batch_size: Annotated[int, typer.Option(help="Batch size for labelling.")] = 8,
 ) -> None:
     """Stage 2: train the gate on self-supervised labels.
 
-    Label 1 where thinking improves the margin by more than --delta; class-balanced BCE on frozen
-    features; held-out precision, recall and AUC go to gate_metrics.json.
+    Label 1 where thinking improves the margin by more than --delta (soft targets with
+    --label-temperature); class-balanced BCE on frozen features; held-out precision, recall and
+    AUC go to gate_metrics.json.
     """
     from twn_rag.training.gate import GateArguments, train_gate
 
@@ -178,6 +185,7 @@ def train_gate_command(
         delta=delta,
         holdout_fraction=holdout,
         target_think_rate=target_think_rate,
+        label_temperature=label_temperature,
         max_thought_tokens=max_thought_tokens,
         embed_batch_size=embed_batch_size,
     )

@@ -5,9 +5,11 @@
 2. ``train_gate``: the gate MLP on self-supervised labels (does thinking improve the margin?);
 3. ``train_rl``: GRPO on the reasoning adapter with the embedding's gap reward.
 
-Data: ``load_examples`` reads the JSONL format of ``twn_rag.training.data``.
+``average_checkpoints`` averages an adapter over a run's last checkpoints (e.g. the reasoning
+adapter after SFT). Data: ``load_examples`` reads the JSONL format of ``twn_rag.training.data``.
 """
 
+from twn_rag.training.averaging import average_checkpoints
 from twn_rag.training.data import DataFormatError, RetrievalExample, load_examples
 from twn_rag.training.gate import GateArguments, train_gate
 from twn_rag.training.loop import TrainingArguments
@@ -21,6 +23,7 @@ __all__ = [
     "RetrievalExample",
     "SFTArguments",
     "TrainingArguments",
+    "average_checkpoints",
     "load_examples",
     "train_gate",
     "train_rl",

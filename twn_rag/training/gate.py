@@ -20,7 +20,12 @@ spent half an index's document budget on pages no query of its training data nam
 
 The gate MLP (one for both roles: it reads the role's own prompt in its features) then learns
 these labels with class-balanced BCE on the frozen pooled features of the no-think pass (the
-very features it reads at inference). Precision, recall and ROC AUC are reported on a held-out
+very features it reads at inference). With ``label_temperature`` set, the BCE targets are
+soft, ``sigmoid((gain - delta) / label_temperature)``: one thought's gain is one draw (a
+held-out input's thought may be right or wrong), and on a few hundred rows hard labels let the
+gate learn which rows were lucky; soft targets keep the size of the gain (a wrong thought that
+costs 0.1 is not a needless one that costs 0.9), so the gate learns where thinking pays on
+average. Metrics and thresholds always use the hard labels. Precision, recall and ROC AUC are reported on a held-out
 split, overall and per role, and the threshold can be calibrated to a target think-rate.
 """
 
@@ -59,8 +64,10 @@ class GateArguments(TrainingArguments):
     ``roles``: whose labels to learn, ``("query",)`` or with ``"document"`` too.
     ``holdout_fraction`` of each role's rows is kept out of training for the reported metrics.
     ``target_think_rate``: calibrate the saved threshold so this fraction of the training
-    queries would think (else 0.5). ``embed_batch_size`` and ``max_thought_tokens`` (default:
-    the checkpoint's) apply to labelling."""
+    queries would think (else 0.5). ``label_temperature``: train on soft targets
+    ``sigmoid((gain - delta) / label_temperature)`` instead of 0/1 (see the module docstring).
+    ``embed_batch_size`` and ``max_thought_tokens`` (default: the checkpoint's) apply to
+    labelling."""
 
     batch_size: int = 64
     epochs: float = 50.0
@@ -68,6 +75,7 @@ class GateArguments(TrainingArguments):
     delta: float = 0.0
     holdout_fraction: float = 0.2
     target_think_rate: float | None = None
+    label_temperature: float | None = None
     embed_batch_size: int = 8
     max_thought_tokens: int | None = None
     roles: tuple[str, ...] = ("query",)
@@ -81,6 +89,8 @@ class GateArguments(TrainingArguments):
             raise ValueError(f"holdout_fraction must be within [0, 1), got {self.holdout_fraction}")
         if self.target_think_rate is not None and not 0.0 <= self.target_think_rate <= 1.0:
             raise ValueError(f"target_think_rate must be within 0..1, got {self.target_think_rate}")
+        if self.label_temperature is not None and self.label_temperature <= 0:
+            raise ValueError(f"label_temperature must be > 0, got {self.label_temperature}")
 
 
 @dataclass
@@ -102,7 +112,16 @@ class GateData:
 
     def labels(self, delta: float) -> torch.Tensor:
         """1.0 where thinking improves the margin by more than ``delta``, else 0.0."""
-        return ((self.margin_think - self.margin_nothink) > delta).float()
+        return (self.gains() > delta).float()
+
+    def gains(self) -> torch.Tensor:
+        """Per row, the margin with thinking minus without."""
+        return self.margin_think - self.margin_nothink
+
+    def targets(self, delta: float, temperature: float | None = None) -> torch.Tensor:
+        """The gate's training targets: ``labels(delta)``, or with ``temperature`` the soft
+        ``sigmoid((gain - delta) / temperature)``, which is above 0.5 exactly where the label is 1."""
+        return self.labels(delta) if temperature is None else torch.sigmoid((self.gains() - delta) / temperature)
 
     def rows(self, role: str) -> list[int]:
         """The row indices of ``role``'s inputs."""
@@ -304,18 +323,19 @@ def train_gate(
     labels = gate_data.labels(args.delta)
     train_rows, held_rows = role_holdout_split(gate_data.roles, args.holdout_fraction, args.seed)
     train_labels = labels[train_rows]
-    positives = int(train_labels.sum())
-    if positives == 0 or positives == len(train_rows):
+    if int(train_labels.sum()) in (0, len(train_rows)):
+        gains = gate_data.gains()
         raise ValueError(
             f"all {len(train_rows)} training labels are {int(train_labels[0])} at delta={args.delta} "
-            f"(margin gains range {float((gate_data.margin_think - gate_data.margin_nothink).min()):.4f}.."
-            f"{float((gate_data.margin_think - gate_data.margin_nothink).max()):.4f}); pick another --delta"
+            f"(margin gains range {float(gains.min()):.4f}..{float(gains.max()):.4f}); pick another --delta"
         )
     logger.info("gate labels: %s", label_summary(gate_data, args.delta))
     _reset_gate(model.gate, args.seed)
     features = gate_data.features.to(model.device)
-    targets = labels.to(model.device)
+    targets = gate_data.targets(args.delta, args.label_temperature).to(model.device)
     train_index = torch.tensor(train_rows, device=model.device)
+    # class balance by the (expected) number of positives among the training targets
+    positives = float(targets[train_index].sum())
     pos_weight = torch.tensor((len(train_rows) - positives) / positives, device=model.device)
     loop = TrainingLoop("gate", model, args, [GATE_PART], args.total_steps(len(train_rows)), autocast)
 
@@ -344,12 +364,13 @@ def train_gate(
 
     report = {
         "delta": args.delta,
+        "label_temperature": args.label_temperature,
         "threshold": float(threshold),
         "target_think_rate": args.target_think_rate,
         "labelled_queries": len(gate_data.rows("query")),
         "labelled_documents": len(gate_data.rows("document")),
         "positive_labels": int(labels.sum()),
-        "mean_margin_gain": float((gate_data.margin_think - gate_data.margin_nothink).mean()),
+        "mean_margin_gain": float(gate_data.gains().mean()),
         **split_metrics(range(len(labels))),
         "roles": {
             role: {"positive_labels": int(labels[gate_data.rows(role)].sum()), **split_metrics(gate_data.rows(role))}
@@ -399,12 +420,12 @@ def _cached_gate_data(
 
 def label_summary(gate_data: GateData, delta: float) -> str:
     """One line for logs: per role, how many inputs thinking helps, and the mean margin gain."""
-    gains = gate_data.margin_think - gate_data.margin_nothink
+    gains = gate_data.gains()
     parts = []
     for role in dict.fromkeys(gate_data.roles):
         rows = gains[gate_data.rows(role)]
         mean = float(rows.mean()) if len(rows) else math.nan
         parts.append(
-            f"thinking helps {int((rows > delta).sum())} of {len(rows)} {role}s (mean margin gain {mean:+.4f})"
+            f"thinking helps {int((rows > delta).sum())} of {len(rows)} {role} inputs (mean margin gain {mean:+.4f})"
         )
     return "; ".join(parts)

@@ -1,7 +1,8 @@
 """The optimisation loop shared by the three training stages.
 
 One ``TrainingLoop.run`` call performs optimizer steps; each step runs ``grad_accum``
-micro-steps (the stage's forward + backward), clips, steps AdamW and a warm-up schedule,
+micro-steps (the stage's forward + backward), clips, steps AdamW and the learning-rate
+schedule (linear warm-up, then constant or decaying to 0),
 logs one record, shows progress, and every ``save_every`` steps writes a checkpoint
 (``<out>/checkpoint-<step>/``: the released TWN layout plus ``trainer_state.pt``). Run again
 with the same output folder and it resumes from the newest checkpoint.
@@ -32,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_PREFIX = "checkpoint-"
 TRAINER_STATE_FILENAME = "trainer_state.pt"
+LR_SCHEDULES = ("constant", "linear", "cosine")
 
 
 @dataclass
@@ -41,7 +43,10 @@ class TrainingArguments:
     ``max_steps`` counts optimizer steps; when ``None`` it is ``epochs`` passes over the data
     (``batch_size`` examples per micro-step, ``grad_accum`` micro-steps per optimizer step).
     ``save_every`` = 0 saves only at the end. ``dtype="auto"`` trains in bf16 autocast on
-    CUDA (weights bf16, LoRA and queries fp32) and in fp32 elsewhere.
+    CUDA (weights bf16, LoRA and queries fp32) and in fp32 elsewhere. ``lr_schedule``: after
+    ``warmup_steps`` of linear warm-up the learning rate stays (``"constant"``) or decays to 0
+    at the last step, linearly (``"linear"``) or along a half cosine (``"cosine"``), as
+    transformers' schedulers of those names do.
     """
 
     output_dir: str | Path = "twn-out"
@@ -52,6 +57,7 @@ class TrainingArguments:
     learning_rate: float = 1e-4
     weight_decay: float = 0.0
     warmup_steps: int = 0
+    lr_schedule: str = "constant"
     max_grad_norm: float | None = 1.0
     save_every: int = 0
     keep_checkpoints: int = 1
@@ -74,6 +80,8 @@ class TrainingArguments:
             raise ValueError(f"epochs must be > 0, got {self.epochs}")
         if self.save_every < 0 or self.warmup_steps < 0:
             raise ValueError("save_every and warmup_steps must be >= 0")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.log_format not in LOG_FORMATS:
             raise ValueError(f"log_format must be one of {LOG_FORMATS}, got {self.log_format!r}")
 
@@ -145,10 +153,7 @@ class TrainingLoop:
         if not self.trainable:
             raise ValueError(f"stage {stage}: nothing to train in {sorted(parts)}")
         self.optimizer = torch.optim.AdamW(self.trainable, lr=args.learning_rate, weight_decay=args.weight_decay)
-        warmup = args.warmup_steps
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
-        )
+        self.scheduler = _scheduler(self.optimizer, args.lr_schedule, args.warmup_steps, total_steps)
         self.output_dir = Path(args.output_dir)
         suffix = "csv" if args.log_format == "csv" else "jsonl"
         self.log = LossLog(self.output_dir / f"{stage}_log.{suffix}", args.log_format)
@@ -229,12 +234,7 @@ class TrainingLoop:
     # -- checkpoints ---------------------------------------------------------------------------------
     def checkpoints(self) -> list[tuple[int, Path]]:
         """Complete checkpoints in the output folder, oldest first."""
-        found = []
-        for path in self.output_dir.glob(f"{CHECKPOINT_PREFIX}*"):
-            suffix = path.name[len(CHECKPOINT_PREFIX) :]
-            if suffix.isdigit() and (path / TRAINER_STATE_FILENAME).is_file():
-                found.append((int(suffix), path))
-        return sorted(found)
+        return complete_checkpoints(self.output_dir)
 
     def save_checkpoint(self, step: int) -> Path:
         """Write ``checkpoint-<step>`` (written beside, then renamed: never half a checkpoint)."""
@@ -280,3 +280,25 @@ class TrainingLoop:
         else:
             logger.info("resuming %s from %s (step %d of %d)", self.stage, path, step, self.total_steps)
         return min(step, self.total_steps)
+
+
+def complete_checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
+    """``(step, folder)`` of every complete ``checkpoint-<step>`` in a stage's output folder
+    (one with its ``trainer_state.pt``), oldest first."""
+    found = []
+    for path in Path(output_dir).glob(f"{CHECKPOINT_PREFIX}*"):
+        suffix = path.name[len(CHECKPOINT_PREFIX) :]
+        if suffix.isdigit() and (path / TRAINER_STATE_FILENAME).is_file():
+            found.append((int(suffix), path))
+    return sorted(found)
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, schedule: str, warmup: int, total_steps: int):
+    """The learning-rate schedule of ``TrainingArguments.lr_schedule``."""
+    if schedule == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
+        )
+    from transformers import get_scheduler
+
+    return get_scheduler(schedule, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
