@@ -25,8 +25,9 @@ soft, ``sigmoid((gain - delta) / label_temperature)``: one thought's gain is one
 held-out input's thought may be right or wrong), and on a few hundred rows hard labels let the
 gate learn which rows were lucky; soft targets keep the size of the gain (a wrong thought that
 costs 0.1 is not a needless one that costs 0.9), so the gate learns where thinking pays on
-average. Metrics and thresholds always use the hard labels. Precision, recall and ROC AUC are reported on a held-out
-split, overall and per role, and the threshold can be calibrated to a target think-rate.
+average. Precision, recall and ROC AUC, always against the 0/1 labels, are reported on a
+held-out split, overall and per role, and the threshold can be calibrated to a target
+think-rate.
 """
 
 from __future__ import annotations
