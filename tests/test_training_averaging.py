@@ -3,10 +3,9 @@ import torch
 from safetensors.torch import load_file
 
 from twn_rag import ReasoningBudget, TWNEmbedder
+from twn_rag.modeling import ADAPTER_WEIGHTS_FILENAME as WEIGHTS
 from twn_rag.training import SFTArguments, average_checkpoints, train_sft
 from twn_rag.training.synthetic import write_toy_dataset
-
-WEIGHTS = "adapter_model.safetensors"
 
 
 @pytest.fixture(scope="module")

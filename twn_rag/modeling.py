@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 
 REASONING_ADAPTER = "reasoning"
 EMBEDDING_ADAPTER = "embedding"
+# An adapter's weights in its folder of the released layout (peft's file name).
+ADAPTER_WEIGHTS_FILENAME = "adapter_model.safetensors"
 GATE_FILENAME = "gate_mlp.pt"
 QUERIES_FILENAME = "queries.pt"
 QUERIES_PART = "queries"
@@ -224,7 +226,7 @@ class TWNModel(nn.Module):
 
         checkpoint_dir = Path(checkpoint_dir)
         for adapter in (REASONING_ADAPTER, EMBEDDING_ADAPTER):
-            path = checkpoint_dir / adapter / "adapter_model.safetensors"
+            path = checkpoint_dir / adapter / ADAPTER_WEIGHTS_FILENAME
             if not path.is_file():
                 raise CheckpointError(f"checkpoint file missing: {path}")
             result = set_peft_model_state_dict(self.backbone, load_file(str(path)), adapter_name=adapter)

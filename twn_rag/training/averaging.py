@@ -17,10 +17,8 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
-from twn_rag.modeling import REASONING_ADAPTER
+from twn_rag.modeling import ADAPTER_WEIGHTS_FILENAME, REASONING_ADAPTER
 from twn_rag.training.loop import TRAINER_STATE_FILENAME, complete_checkpoints
-
-ADAPTER_WEIGHTS_FILENAME = "adapter_model.safetensors"
 
 
 def average_checkpoints(

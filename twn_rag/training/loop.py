@@ -2,8 +2,8 @@
 
 One ``TrainingLoop.run`` call performs optimizer steps; each step runs ``grad_accum``
 micro-steps (the stage's forward + backward), clips, steps AdamW and the learning-rate
-schedule (linear warm-up, then constant or decaying to 0),
-logs one record, shows progress, and every ``save_every`` steps writes a checkpoint
+schedule (linear warm-up, then constant or decaying to 0), logs one record, shows progress,
+and every ``save_every`` steps writes a checkpoint
 (``<out>/checkpoint-<step>/``: the released TWN layout plus ``trainer_state.pt``). Run again
 with the same output folder and it resumes from the newest checkpoint.
 
