@@ -112,7 +112,11 @@ def build(work: Path, seed: int = SEED) -> Path:
     data = work / "data"
     stage(data / "test.jsonl", "data", lambda: write_jsonl(world, data))
     backbone = work / "backbone"
-    stage(backbone / "config.json", "pretrain", lambda: build_pretrained_backbone(world, backbone, seed=seed))
+    stage(
+        backbone / "config.json",
+        "pretrain",
+        lambda: build_pretrained_backbone(world, backbone, config=TWNConfig(**MINI_CONFIG), seed=seed),
+    )
     logger.info(
         "backbone recall: cards %.2f, ticket seats %.2f", fact_recall(backbone, world), ticket_recall(backbone, world)
     )

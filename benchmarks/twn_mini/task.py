@@ -267,6 +267,20 @@ def entity_facts(world: World) -> list[str]:
     return lines
 
 
+def one_fact_answers(world: World) -> list[tuple[str, str, str]]:
+    """``(role, question, answer)``: each name's friend and each ticket's seat asked and
+    answered in the chat format the reasoning adapter writes in (``chat_lines``), as an
+    instruction-tuned MLLM answers a one-fact question about what it knows. One fact only:
+    the second of a lookup's chain (the friend's card, the seat's hall) is what SFT teaches
+    the thought to add, and it is never written after the question. Without these the
+    reasoning adapter learned on 24 train names to start the thought with a name, not to copy
+    it: held-out lookups began with another name (the friend's, or a train name's) for 7 of
+    12 test names on seed 0."""
+    answers = [("query", f"the friend of {name}", friend_fact(name, friend)) for name, friend in world.friends.items()]
+    answers += [("document", ticket_text(t), ticket_fact(t, seat)) for t, (seat, _, _) in world.tickets.items()]
+    return answers
+
+
 def general_sentences(world: World) -> list[str]:
     """Every card, ticket and hall text, alone and (but tickets) followed by what it shows."""
     lines = [card_text(n) for n in range(NUM_CARDS)]
