@@ -61,8 +61,11 @@ def build_pretrained_backbone(
     its other sentences, captions and ``chat_lines`` (in ``config``'s reasoning prompts);
     returns its directory."""
     facts, others = entity_facts(world), general_sentences(world)
-    # Tokenizer words also cover the query templates, so "the" is one token, not three.
+    # Tokenizer words also cover the query templates, so "the" is one token, not three, and
+    # the chat's role names and the build's instructions (every training row holds two).
+    prompts = [prompt for role in ("query", "document") for prompt in config.prompts(role)]
     vocabulary = facts + others + [f"a {c} picture." for c in COLOURS] + [q.text for q in world.queries]
+    vocabulary += [*prompts, "system user assistant"]
     tokenizer = build_tiny_tokenizer(corpus=vocabulary, vocab_size=VOCAB_SIZE)
     build_tiny_backbone(output_dir, hidden_size=HIDDEN_SIZE, num_layers=NUM_LAYERS, seed=seed, tokenizer=tokenizer)
     processor = AutoProcessor.from_pretrained(str(output_dir))
