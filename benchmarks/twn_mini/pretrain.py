@@ -1,6 +1,7 @@
 """Pre-train the miniature backbone on the synthetic world's corpus (stands in for a
-pretrained MLLM): next-token loss on every fact sentence and on captions of the colour
-pictures. Deterministic for a given seed and thread count."""
+pretrained MLLM): next-token loss on every fact sentence, on one-fact answers in the chat
+format (``chat_lines``) and on captions of the colour pictures. Deterministic for a given
+seed and thread count."""
 
 from __future__ import annotations
 

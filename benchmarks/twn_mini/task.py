@@ -33,7 +33,11 @@ no-think reading of them).
 
 Splits: names and tickets are split into train / validation / test; the pre-training corpus
 states every fact (it is the world knowledge of a pretrained MLLM), while TWN training uses
-only the train split and the gate only validation.
+only the train split and the gate only validation. Like an instruction-tuned MLLM, the
+backbone also answers one-fact questions in the chat the reasoning adapter writes in
+(``one_fact_answers``: a name's friend, a ticket's seat, for every name and ticket), so that
+a thought starts from the query's own name or number; the second fact of a chain is never
+asked.
 """
 
 from __future__ import annotations
