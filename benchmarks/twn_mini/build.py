@@ -66,7 +66,7 @@ ASSET_DIR = REPO / "twn_rag" / "assets" / "twn-mini"
 WORLD_SEED = 0
 # The shipped build seed: of seeds 0, 1, 2 (``make mini-seeds``) the best on the validation
 # split (adaptive Recall@1, ``validation_rows`` of the results), never chosen on the test split.
-SEED = 2
+SEED = 0
 MAX_THOUGHT_TOKENS = 24
 SFT_EPOCHS = 35
 # A checkpoint every 5 epochs; the reasoning adapter is the mean of the last 4 (20-35 epochs).

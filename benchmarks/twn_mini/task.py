@@ -278,8 +278,8 @@ def one_fact_answers(world: World) -> list[tuple[str, str, str]]:
     the second of a lookup's chain (the friend's card, the seat's hall) is what SFT teaches
     the thought to add, and it is never written after the question. Without these the
     reasoning adapter learned on 24 train names to start the thought with a name, not to copy
-    it: held-out lookups began with another name (the friend's, or a train name's) for 7 of
-    12 test names on seed 0."""
+    it: on build seed 0, 8 of 12 validation and 6 of 12 test lookups began with another name
+    (the friend's, or a train name's)."""
     answers = [("query", f"the friend of {name}", friend_fact(name, friend)) for name, friend in world.friends.items()]
     answers += [("document", ticket_text(t), ticket_fact(t, seat)) for t, (seat, _, _) in world.tickets.items()]
     return answers
