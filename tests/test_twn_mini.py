@@ -82,6 +82,38 @@ def test_tickets_need_a_thought_on_the_document_side():
         assert {q.positive for q in world.split(split)} <= {d.doc_id for d in documents}
 
 
+def test_one_fact_answers_state_the_first_fact_of_a_chain_only():
+    world = task.build_world(0)
+    corpus = task.pretraining_corpus(world)
+    answers = task.one_fact_answers(world)
+    assert len(answers) == len(world.friends) + len(world.tickets)
+    for role, question, answer in answers:
+        assert answer in corpus and answer.count("Fact: ") == 1
+        assert not any(q.text == question for q in world.queries)  # never a query of any split
+        if role == "query":  # a name's friend, never a card
+            name = question.split()[-1]
+            assert question == f"the friend of {name}" and answer == task.friend_fact(name, world.friends[name])
+            assert "card" not in answer
+        else:  # a ticket's seat, never its hall
+            ticket = int(question.split()[1].rstrip("."))
+            assert question == task.ticket_text(ticket) and "hall" not in answer
+
+
+def test_chat_lines_are_what_the_reasoning_adapter_writes_after_its_prompt(mini):
+    from pretrain import chat_lines
+
+    from twn_rag.inputs import EmbeddingInput
+    from twn_rag.processing import TWNProcessor
+
+    processor, config, world = mini.processor, mini.config, task.build_world(0)
+    lines = chat_lines(processor.hf_processor, world, config)
+    assert isinstance(processor, TWNProcessor) and len(lines) == len(task.one_fact_answers(world))
+    for line, (role, question, answer) in zip(lines, task.one_fact_answers(world)):
+        batch = processor.generation_batch([EmbeddingInput(text=question)], [config.prompts(role)[1]])
+        prompt = processor.tokenizer.decode(batch["input_ids"][0])
+        assert line == f"{prompt}{answer}<|im_end|>"
+
+
 def test_splits_are_written_in_the_training_format(tmp_path):
     world = task.build_world(0)
     paths = task.write_jsonl(world, tmp_path)

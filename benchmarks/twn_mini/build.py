@@ -66,7 +66,7 @@ ASSET_DIR = REPO / "twn_rag" / "assets" / "twn-mini"
 WORLD_SEED = 0
 # The shipped build seed: of seeds 0, 1, 2 (``make mini-seeds``) the best on the validation
 # split (adaptive Recall@1, ``validation_rows`` of the results), never chosen on the test split.
-SEED = 2
+SEED = 0
 MAX_THOUGHT_TOKENS = 24
 SFT_EPOCHS = 35
 # A checkpoint every 5 epochs; the reasoning adapter is the mean of the last 4 (20-35 epochs).
@@ -112,7 +112,11 @@ def build(work: Path, seed: int = SEED) -> Path:
     data = work / "data"
     stage(data / "test.jsonl", "data", lambda: write_jsonl(world, data))
     backbone = work / "backbone"
-    stage(backbone / "config.json", "pretrain", lambda: build_pretrained_backbone(world, backbone, seed=seed))
+    stage(
+        backbone / "config.json",
+        "pretrain",
+        lambda: build_pretrained_backbone(world, backbone, config=TWNConfig(**MINI_CONFIG), seed=seed),
+    )
     logger.info(
         "backbone recall: cards %.2f, ticket seats %.2f", fact_recall(backbone, world), ticket_recall(backbone, world)
     )

@@ -1,6 +1,7 @@
 """Pre-train the miniature backbone on the synthetic world's corpus (stands in for a
-pretrained MLLM): next-token loss on every fact sentence and on captions of the colour
-pictures. Deterministic for a given seed and thread count."""
+pretrained MLLM): next-token loss on every fact sentence, on one-fact answers in the chat
+format (``chat_lines``) and on captions of the colour pictures. Deterministic for a given
+seed and thread count."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ import random
 from pathlib import Path
 
 import torch
-from task import COLOURS, World, colour_picture, entity_facts, general_sentences, picture_thought
+from task import COLOURS, World, colour_picture, entity_facts, general_sentences, one_fact_answers, picture_thought
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
+from twn_rag import TWNConfig
+from twn_rag.inputs import EmbeddingInput
+from twn_rag.processing import build_conversation
 from twn_rag.testing import build_tiny_backbone, build_tiny_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -33,17 +37,43 @@ def caption_examples(seed: int, per_colour: int = 12) -> list[tuple[str, object]
     ]
 
 
+def chat_lines(processor, world: World, config: TWNConfig) -> list[str]:
+    """``task.one_fact_answers`` as the reasoning adapter's chats: ``config``'s reasoning
+    prompt for the role as the system turn, the question as the user's, the answer as the
+    assistant's, ending with its end-of-turn token (what SFT trains the adapter to write,
+    ``twn_rag.processing.build_conversation``)."""
+    return [
+        processor.apply_chat_template(
+            build_conversation(EmbeddingInput(text=question), config.prompts(role)[1], thought=answer), tokenize=False
+        ).rstrip("\n")
+        for role, question, answer in one_fact_answers(world)
+    ]
+
+
 def build_pretrained_backbone(
-    world: World, output_dir: Path, steps: int = 2500, batch_size: int = 32, seed: int = 0
+    world: World,
+    output_dir: Path,
+    config: TWNConfig,
+    steps: int = 2500,
+    batch_size: int = 32,
+    seed: int = 0,
 ) -> Path:
-    """Build the tokenizer and backbone for ``world`` and pre-train it; returns its directory."""
+    """Build the tokenizer and backbone for ``world`` and pre-train it on the world's facts,
+    its other sentences, captions and ``chat_lines`` (in ``config``'s reasoning prompts);
+    returns its directory."""
     facts, others = entity_facts(world), general_sentences(world)
-    # Tokenizer words also cover the query templates, so "the" is one token, not three.
+    # Tokenizer words also cover the query templates, so "the" is one token, not three, and
+    # the chat's role names and the build's instructions (every training row holds two).
+    prompts = [prompt for role in ("query", "document") for prompt in config.prompts(role)]
     vocabulary = facts + others + [f"a {c} picture." for c in COLOURS] + [q.text for q in world.queries]
+    vocabulary += [*prompts, "system user assistant"]
     tokenizer = build_tiny_tokenizer(corpus=vocabulary, vocab_size=VOCAB_SIZE)
     build_tiny_backbone(output_dir, hidden_size=HIDDEN_SIZE, num_layers=NUM_LAYERS, seed=seed, tokenizer=tokenizer)
     processor = AutoProcessor.from_pretrained(str(output_dir))
     processor.tokenizer.padding_side = "right"
+    # Chats end with their own end-of-turn token; the other lines get the end-of-text one.
+    facts = [line + processor.tokenizer.eos_token for line in facts]
+    facts += chat_lines(processor, world, config)
     model = AutoModelForImageTextToText.from_pretrained(str(output_dir), dtype=torch.float32)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.0)
@@ -57,7 +87,7 @@ def build_pretrained_backbone(
     for step in range(steps):
         # Entity facts are the hard part (arbitrary associations): half of every batch.
         half = (batch_size - 4) // 2
-        texts = [line + eos for line in rng.sample(facts, half) + rng.sample(others, batch_size - 4 - half)]
+        texts = rng.sample(facts, half) + [line + eos for line in rng.sample(others, batch_size - 4 - half)]
         pictured = rng.sample(captions, 4)
         batch = processor(
             text=[t + eos for t, _ in pictured] + texts,

@@ -33,7 +33,11 @@ no-think reading of them).
 
 Splits: names and tickets are split into train / validation / test; the pre-training corpus
 states every fact (it is the world knowledge of a pretrained MLLM), while TWN training uses
-only the train split and the gate only validation.
+only the train split and the gate only validation. Like an instruction-tuned MLLM, the
+backbone also answers one-fact questions in the chat the reasoning adapter writes in
+(``one_fact_answers``: a name's friend, a ticket's seat, for every name and ticket), so that
+a thought starts from the query's own name or number; the second fact of a chain is never
+asked.
 """
 
 from __future__ import annotations
@@ -265,6 +269,20 @@ def entity_facts(world: World) -> list[str]:
         # the hall (found without thinking for about half the held-out tickets).
         lines += [first, f"About ticket {ticket}. {first}", second, f"About seat {seat}. {second}"]
     return lines
+
+
+def one_fact_answers(world: World) -> list[tuple[str, str, str]]:
+    """``(role, question, answer)``: each name's friend and each ticket's seat asked and
+    answered in the chat format the reasoning adapter writes in (``chat_lines``), as an
+    instruction-tuned MLLM answers a one-fact question about what it knows. One fact only:
+    the second of a lookup's chain (the friend's card, the seat's hall) is what SFT teaches
+    the thought to add, and it is never written after the question. Without these the
+    reasoning adapter learned on 24 train names to start the thought with a name, not to copy
+    it: on build seed 0, 8 of 12 validation and 6 of 12 test lookups began with another name
+    (the friend's, or a train name's)."""
+    answers = [("query", f"the friend of {name}", friend_fact(name, friend)) for name, friend in world.friends.items()]
+    answers += [("document", ticket_text(t), ticket_fact(t, seat)) for t, (seat, _, _) in world.tickets.items()]
+    return answers
 
 
 def general_sentences(world: World) -> list[str]:
