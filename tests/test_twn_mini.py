@@ -112,6 +112,9 @@ def test_chat_lines_are_what_the_reasoning_adapter_writes_after_its_prompt(mini)
         batch = processor.generation_batch([EmbeddingInput(text=question)], [config.prompts(role)[1]])
         prompt = processor.tokenizer.decode(batch["input_ids"][0])
         assert line == f"{prompt}{answer}<|im_end|>"
+    # the build's tokenizer spells its instructions a word a token (a period is one more)
+    for text in [p for role in ("query", "document") for p in config.prompts(role)] + ["system"]:
+        assert len(processor.tokenizer(text, add_special_tokens=False)["input_ids"]) <= len(text.split()) + 1, text
 
 
 def test_splits_are_written_in_the_training_format(tmp_path):

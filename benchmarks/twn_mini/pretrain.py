@@ -63,7 +63,9 @@ def build_pretrained_backbone(
     returns its directory."""
     facts, others = entity_facts(world), general_sentences(world)
     # Tokenizer words also cover the query templates, so "the" is one token, not three, and
-    # the chat's role names and the build's instructions (every training row holds two).
+    # the build's instructions (every training row holds two). The role names as one line
+    # make only "system" a token of its own in the chat (no space precedes a role there;
+    # "user" and "assistant" are learned with one), kept so that the build stays as shipped.
     prompts = [prompt for role in ("query", "document") for prompt in config.prompts(role)]
     vocabulary = facts + others + [f"a {c} picture." for c in COLOURS] + [q.text for q in world.queries]
     vocabulary += [*prompts, "system user assistant"]
@@ -71,7 +73,7 @@ def build_pretrained_backbone(
     build_tiny_backbone(output_dir, hidden_size=HIDDEN_SIZE, num_layers=NUM_LAYERS, seed=seed, tokenizer=tokenizer)
     processor = AutoProcessor.from_pretrained(str(output_dir))
     processor.tokenizer.padding_side = "right"
-    # Chats end with their own end-of-turn token; the other lines get the end-of-text one.
+    # Chat lines already end with the end-of-turn token, the tokenizer's end of sequence.
     facts = [line + processor.tokenizer.eos_token for line in facts]
     facts += chat_lines(processor, world, config)
     model = AutoModelForImageTextToText.from_pretrained(str(output_dir), dtype=torch.float32)
