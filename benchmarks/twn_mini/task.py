@@ -297,7 +297,7 @@ def general_sentences(world: World) -> list[str]:
 
 def pretraining_corpus(world: World) -> list[str]:
     """The backbone's world knowledge as plain sentences (colour pictures are captioned
-    separately, with images)."""
+    separately, with images, and ``one_fact_answers`` are put into chats by pretrain.py)."""
     return entity_facts(world) + general_sentences(world)
 
 
