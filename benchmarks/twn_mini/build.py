@@ -109,13 +109,14 @@ def stage(path: Path, name: str, fn):
 
 def build(work: Path, seed: int = SEED) -> Path:
     world = build_world(WORLD_SEED)
+    config = TWNConfig(**MINI_CONFIG)  # the backbone's reasoning chats are in its prompts
     data = work / "data"
     stage(data / "test.jsonl", "data", lambda: write_jsonl(world, data))
     backbone = work / "backbone"
     stage(
         backbone / "config.json",
         "pretrain",
-        lambda: build_pretrained_backbone(world, backbone, config=TWNConfig(**MINI_CONFIG), seed=seed),
+        lambda: build_pretrained_backbone(world, backbone, config=config, seed=seed),
     )
     logger.info(
         "backbone recall: cards %.2f, ticket seats %.2f", fact_recall(backbone, world), ticket_recall(backbone, world)
@@ -139,7 +140,7 @@ def build(work: Path, seed: int = SEED) -> Path:
                 reasoning_weight=2.0,
                 **common,
             ),
-            config=TWNConfig(**MINI_CONFIG),
+            config=config,
             num_queries=8,
             lora_rank=16,
             lora_alpha=32,
