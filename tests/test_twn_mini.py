@@ -82,18 +82,21 @@ def test_tickets_need_a_thought_on_the_document_side():
         assert {q.positive for q in world.split(split)} <= {d.doc_id for d in documents}
 
 
-def test_one_fact_answers_state_the_first_fact_of_a_chain_only():
+def test_one_fact_answers_state_one_fact_never_a_chain():
     world = task.build_world(0)
     corpus = task.pretraining_corpus(world)
     answers = task.one_fact_answers(world)
-    assert len(answers) == len(world.friends) + len(world.tickets)
+    assert len(answers) == len(world.friends) + len(world.entities) + len(world.tickets)
     for role, question, answer in answers:
         assert answer in corpus and answer.count("Fact: ") == 1
         assert not any(q.text == question for q in world.queries)  # never a query of any split
-        if role == "query":  # a name's friend, never a card
+        if role == "query":  # a name's friend or its own card, never its friend's card
             name = question.split()[-1]
-            assert question == f"the friend of {name}" and answer == task.friend_fact(name, world.friends[name])
-            assert "card" not in answer
+            friend, (card, _) = world.friends[name], world.entities[name]
+            assert (question, answer) in {
+                (f"the friend of {name}", task.friend_fact(name, friend)),
+                (f"the card of {name}", task.card_fact(name, card)),
+            }
         else:  # a ticket's seat, never its hall
             ticket = int(question.split()[1].rstrip("."))
             assert question == task.ticket_text(ticket) and "hall" not in answer

@@ -116,7 +116,7 @@ def build(work: Path, seed: int = SEED) -> Path:
     stage(
         backbone / "config.json",
         "pretrain",
-        lambda: build_pretrained_backbone(world, backbone, config=config, seed=seed),
+        lambda: build_pretrained_backbone(world, backbone, config=config, page_dir=data / "pages", seed=seed),
     )
     logger.info(
         "backbone recall: cards %.2f, ticket seats %.2f", fact_recall(backbone, world), ticket_recall(backbone, world)

@@ -1,6 +1,6 @@
 """Pre-train the miniature backbone on the synthetic world's corpus (stands in for a
 pretrained MLLM): next-token loss on every fact sentence, on one-fact answers in the chat
-format (``chat_lines``) and on captions of the colour pictures. Deterministic for a given
+format (``chat_examples``) and on captions of the colour pictures. Deterministic for a given
 seed and thread count."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 from task import COLOURS, World, colour_picture, entity_facts, general_sentences, one_fact_answers, picture_thought
+from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from twn_rag import TWNConfig
@@ -37,62 +38,71 @@ def caption_examples(seed: int, per_colour: int = 12) -> list[tuple[str, object]
     ]
 
 
-def chat_lines(processor, world: World, config: TWNConfig) -> list[str]:
-    """``task.one_fact_answers`` as the reasoning adapter's chats: ``config``'s reasoning
-    prompt for the role as the system turn, the question as the user's, the answer as the
-    assistant's, ending with its end-of-turn token (what SFT trains the adapter to write,
-    ``twn_rag.processing.build_conversation``)."""
-    return [
-        processor.apply_chat_template(
-            build_conversation(EmbeddingInput(text=question), config.prompts(role)[1], thought=answer), tokenize=False
-        ).rstrip("\n")
-        for role, question, answer in one_fact_answers(world)
-    ]
+def chat_examples(processor, world: World, config: TWNConfig, page_dir: Path) -> list[tuple[str, Image.Image | None]]:
+    """``task.one_fact_answers`` as the reasoning adapter's chats, ``(text, page image or
+    None)``: ``config``'s reasoning prompt for the role as the system turn, the question (and
+    a document's page image from ``page_dir``, ``<doc_id>.png``, as ``task.write_pages``
+    renders it) as the user's, the answer as the assistant's, ending with its end-of-turn
+    token (what SFT trains the adapter to write, ``twn_rag.processing.build_conversation``)."""
+    examples = []
+    for answer in one_fact_answers(world):
+        images = [] if answer.page is None else [Image.open(Path(page_dir) / f"{answer.page}.png").convert("RGB")]
+        conversation = build_conversation(
+            EmbeddingInput(text=answer.question, images=images), config.prompts(answer.role)[1], thought=answer.answer
+        )
+        text = processor.apply_chat_template(conversation, tokenize=False).rstrip("\n")
+        examples.append((text, images[0] if images else None))
+    return examples
+
+
+# Page chats (ticket pages with their images) in every pre-training batch, next to the captions.
+PAGE_CHATS_PER_STEP = 2
 
 
 def build_pretrained_backbone(
     world: World,
     output_dir: Path,
     config: TWNConfig,
+    page_dir: Path,
     steps: int = 2500,
     batch_size: int = 32,
     seed: int = 0,
 ) -> Path:
     """Build the tokenizer and backbone for ``world`` and pre-train it on the world's facts,
-    its other sentences, captions and ``chat_lines`` (in ``config``'s reasoning prompts);
-    returns its directory."""
+    its other sentences, captions and ``chat_examples`` (in ``config``'s reasoning prompts,
+    pages from ``page_dir``); returns its directory."""
     facts, others = entity_facts(world), general_sentences(world)
     # Tokenizer words also cover the query templates, so "the" is one token, not three, and
-    # the build's instructions (every training row holds two). The role names as one line
-    # make only "system" a token of its own in the chat (no space precedes a role there;
-    # "user" and "assistant" are learned with one), kept so that the build stays as shipped.
+    # the build's instructions (every training row holds two) and the chat's role names (a
+    # line each: no space precedes a role in the chat).
     prompts = [prompt for role in ("query", "document") for prompt in config.prompts(role)]
     vocabulary = facts + others + [f"a {c} picture." for c in COLOURS] + [q.text for q in world.queries]
-    vocabulary += [*prompts, "system user assistant"]
+    vocabulary += [*prompts, "system", "user", "assistant"]
     tokenizer = build_tiny_tokenizer(corpus=vocabulary, vocab_size=VOCAB_SIZE)
     build_tiny_backbone(output_dir, hidden_size=HIDDEN_SIZE, num_layers=NUM_LAYERS, seed=seed, tokenizer=tokenizer)
     processor = AutoProcessor.from_pretrained(str(output_dir))
     processor.tokenizer.padding_side = "right"
-    # Chat lines already end with the end-of-turn token, the tokenizer's end of sequence.
-    facts = [line + processor.tokenizer.eos_token for line in facts]
-    facts += chat_lines(processor, world, config)
+    eos = processor.tokenizer.eos_token
+    # Chats already end with the end-of-turn token, the tokenizer's end of sequence.
+    chats = chat_examples(processor, world, config, page_dir)
+    facts = [line + eos for line in facts] + [text for text, image in chats if image is None]
+    page_chats = [(text, image) for text, image in chats if image is not None]
     model = AutoModelForImageTextToText.from_pretrained(str(output_dir), dtype=torch.float32)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=steps, pct_start=0.1)
     rng = random.Random(seed)
-    captions = caption_examples(seed)
-    eos = processor.tokenizer.eos_token
+    captions = [(text + eos, image) for text, image in caption_examples(seed)]
     image_ids = {
         processor.tokenizer.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|vision_start|>", "<|vision_end|>")
     }
     for step in range(steps):
+        pictured = rng.sample(captions, 4) + rng.sample(page_chats, PAGE_CHATS_PER_STEP)
         # Entity facts are the hard part (arbitrary associations): half of every batch.
-        half = (batch_size - 4) // 2
-        texts = rng.sample(facts, half) + [line + eos for line in rng.sample(others, batch_size - 4 - half)]
-        pictured = rng.sample(captions, 4)
+        plain = batch_size - len(pictured)
+        texts = rng.sample(facts, plain // 2) + [line + eos for line in rng.sample(others, plain - plain // 2)]
         batch = processor(
-            text=[t + eos for t, _ in pictured] + texts,
+            text=[text for text, _ in pictured] + texts,
             images=[image for _, image in pictured],
             padding=True,
             return_tensors="pt",
