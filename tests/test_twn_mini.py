@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from twn_rag import ReasoningBudget, TWNEmbedder
@@ -87,7 +88,7 @@ def test_one_fact_answers_state_one_fact_never_a_chain():
     corpus = task.pretraining_corpus(world)
     answers = task.one_fact_answers(world)
     assert len(answers) == len(world.friends) + len(world.entities) + len(world.tickets)
-    for role, question, answer in answers:
+    for role, question, answer, page in answers:
         assert answer in corpus and answer.count("Fact: ") == 1
         assert not any(q.text == question for q in world.queries)  # never a query of any split
         if role == "query":  # a name's friend or its own card, never its friend's card
@@ -100,24 +101,41 @@ def test_one_fact_answers_state_one_fact_never_a_chain():
         else:  # a ticket's seat, never its hall
             ticket = int(question.split()[1].rstrip("."))
             assert question == task.ticket_text(ticket) and "hall" not in answer
+            assert page == task.ticket_id(ticket)  # asked as its page: the text and the rendered page
 
 
-def test_chat_lines_are_what_the_reasoning_adapter_writes_after_its_prompt(mini):
-    from pretrain import chat_lines
+def test_chat_examples_are_what_the_reasoning_adapter_writes_after_its_prompt(mini, tmp_path):
+    from pretrain import chat_examples
 
     from twn_rag.inputs import EmbeddingInput
     from twn_rag.processing import TWNProcessor
 
     processor, config, world = mini.processor, mini.config, task.build_world(0)
-    lines = chat_lines(processor.hf_processor, world, config)
-    assert isinstance(processor, TWNProcessor) and len(lines) == len(task.one_fact_answers(world))
-    for line, (role, question, answer) in zip(lines, task.one_fact_answers(world)):
-        batch = processor.generation_batch([EmbeddingInput(text=question)], [config.prompts(role)[1]])
-        prompt = processor.tokenizer.decode(batch["input_ids"][0])
-        assert line == f"{prompt}{answer}<|im_end|>"
-    # the build's tokenizer spells its instructions a word a token (a period is one more)
-    for text in [p for role in ("query", "document") for p in config.prompts(role)] + ["system"]:
+    task.write_pages(world, tmp_path, max_image_pixels=config.max_image_pixels)
+    examples = chat_examples(processor.hf_processor, world, config, tmp_path / "pages")
+    answers = task.one_fact_answers(world)
+    assert isinstance(processor, TWNProcessor) and len(examples) == len(answers)
+    assert sum(image is not None for _, image in examples) == len(world.tickets)
+    end_of_turn = processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    for (text, image), answer in zip(examples, answers):
+        images = [] if image is None else [image]
+        assert (image is None) == (answer.page is None)
+        prompt = processor.generation_batch(
+            [EmbeddingInput(text=answer.question, images=images)], [config.prompts(answer.role)[1]]
+        )
+        chat = processor.hf_processor(text=[text], images=images or None, return_tensors="pt")
+        # the adapter's own prompt (its image tokens and pixels too), then the answer and the end of turn
+        prompt_ids, chat_ids = prompt["input_ids"][0].tolist(), chat["input_ids"][0].tolist()
+        assert chat_ids[: len(prompt_ids)] == prompt_ids and chat_ids[-1] == end_of_turn
+        assert processor.tokenizer.decode(chat_ids[len(prompt_ids) : -1]) == answer.answer
+        if image is not None:
+            assert torch.equal(chat["pixel_values"], prompt["pixel_values"])
+    # the build's tokenizer spells its instructions a word a token (a period is one more), and
+    # each role name is one token
+    for text in [p for role in ("query", "document") for p in config.prompts(role)]:
         assert len(processor.tokenizer(text, add_special_tokens=False)["input_ids"]) <= len(text.split()) + 1, text
+    for role in ("system", "user", "assistant"):
+        assert len(processor.tokenizer(role, add_special_tokens=False)["input_ids"]) == 1, role
 
 
 def test_splits_are_written_in_the_training_format(tmp_path):

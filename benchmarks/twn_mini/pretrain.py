@@ -10,8 +10,8 @@ import random
 from pathlib import Path
 
 import torch
-from task import COLOURS, World, colour_picture, entity_facts, general_sentences, one_fact_answers, picture_thought
 from PIL import Image
+from task import COLOURS, World, colour_picture, entity_facts, general_sentences, one_fact_answers, picture_thought
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from twn_rag import TWNConfig

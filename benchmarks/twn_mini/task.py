@@ -35,9 +35,9 @@ Splits: names and tickets are split into train / validation / test; the pre-trai
 states every fact (it is the world knowledge of a pretrained MLLM), while TWN training uses
 only the train split and the gate only validation. Like an instruction-tuned MLLM, the
 backbone also answers one-fact questions in the chat the reasoning adapter writes in
-(``one_fact_answers``: a name's friend, a ticket's seat, for every name and ticket), so that
-a thought starts from the query's own name or number; the second fact of a chain is never
-asked.
+(``one_fact_answers``: a name's friend and its own card, a ticket page's seat, for every name
+and ticket), so that a thought starts from the query's own name or page and recalls each fact
+in the chat as well as in plain text; no answer chains two facts.
 """
 
 from __future__ import annotations
@@ -293,8 +293,14 @@ def one_fact_answers(world: World) -> list[OneFactAnswer]:
     another name); without the card answers the backbone recalled the friend's card wrongly
     in the chat after a right first fact (19 of 24 held-out names right, against 24 of 24 in
     plain text)."""
-    answers = [OneFactAnswer("query", f"the friend of {name}", friend_fact(name, friend)) for name, friend in world.friends.items()]
-    answers += [OneFactAnswer("query", f"the card of {name}", card_fact(name, card)) for name, (card, _) in world.entities.items()]
+    answers = [
+        OneFactAnswer("query", f"the friend of {name}", friend_fact(name, friend))
+        for name, friend in world.friends.items()
+    ]
+    answers += [
+        OneFactAnswer("query", f"the card of {name}", card_fact(name, card))
+        for name, (card, _) in world.entities.items()
+    ]
     answers += [
         OneFactAnswer("document", ticket_text(t), ticket_fact(t, seat), page=ticket_id(t))
         for t, (seat, _, _) in world.tickets.items()
