@@ -76,6 +76,7 @@ SFT_AVERAGED_CHECKPOINTS = 4
 GATE_DELTA = 0.25
 # Soft gate targets sigmoid((gain - delta) / T) (``GateArguments.label_temperature``).
 GATE_LABEL_TEMPERATURE = 0.1
+GATE_EPOCHS = 80
 RESULTS_FILENAME = "results.json"
 STAGE_SECONDS_FILENAME = "stage_seconds.json"
 MINI_CONFIG = dict(
@@ -107,6 +108,31 @@ def stage(path: Path, name: str, fn):
     return result
 
 
+def training_options(seed: int) -> dict:
+    """The options every training stage of a build shares."""
+    return dict(device="cpu", dtype="float32", seed=seed, show_progress=False)
+
+
+def gate_arguments(output_dir: Path, seed: int, **overrides) -> GateArguments:
+    """The gate stage's options. Few labels (the validation split): a regularised fit on all
+    of them (the test split measures it) to soft targets, so that a held-out lookup whose
+    thought happened to go wrong does not teach the gate to skip lookups. ``GATE_EPOCHS`` was
+    chosen on the validation split alone, by held-out rows (``gate_holdout.py``)."""
+    options = dict(
+        output_dir=output_dir,
+        epochs=GATE_EPOCHS,
+        batch_size=32,
+        learning_rate=1e-3,
+        weight_decay=0.1,
+        delta=GATE_DELTA,
+        label_temperature=GATE_LABEL_TEMPERATURE,
+        holdout_fraction=0.0,
+        roles=("query", "document"),
+        **training_options(seed),
+    )
+    return GateArguments(**{**options, **overrides})
+
+
 def build(work: Path, seed: int = SEED) -> Path:
     world = build_world(WORLD_SEED)
     config = TWNConfig(**MINI_CONFIG)  # the backbone's reasoning chats are in its prompts
@@ -121,7 +147,7 @@ def build(work: Path, seed: int = SEED) -> Path:
     logger.info(
         "backbone recall: cards %.2f, ticket seats %.2f", fact_recall(backbone, world), ticket_recall(backbone, world)
     )
-    common = dict(device="cpu", dtype="float32", seed=seed, show_progress=False)
+    common = training_options(seed)
     sft = work / "sft"
     stage(
         sft / "gate_mlp.pt",
@@ -158,25 +184,7 @@ def build(work: Path, seed: int = SEED) -> Path:
     stage(
         gate / "gate_mlp.pt",
         "gate",
-        lambda: train_gate(
-            data / "validation.jsonl",
-            averaged,
-            # Few labels (the validation split): a short, regularised fit on all of them (the
-            # test split measures it) to soft targets, so that a held-out lookup whose thought
-            # happened to go wrong does not teach the gate to skip lookups.
-            GateArguments(
-                output_dir=gate,
-                epochs=40,
-                batch_size=32,
-                learning_rate=1e-3,
-                weight_decay=0.1,
-                delta=GATE_DELTA,
-                label_temperature=GATE_LABEL_TEMPERATURE,
-                holdout_fraction=0.0,
-                roles=("query", "document"),
-                **common,
-            ),
-        ),
+        lambda: train_gate(data / "validation.jsonl", averaged, gate_arguments(gate, seed)),
     )
     rl = work / "rl"
     stage(
