@@ -98,6 +98,7 @@ def test_one_fact_answers_state_one_fact_never_a_chain():
                 (f"the friend of {name}", task.friend_fact(name, friend)),
                 (f"the card of {name}", task.card_fact(name, card)),
             }
+            assert page is None  # asked as text
         else:  # a ticket's seat, never its hall
             ticket = int(question.split()[1].rstrip("."))
             assert question == task.ticket_text(ticket) and "hall" not in answer
