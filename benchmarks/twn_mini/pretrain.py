@@ -11,7 +11,16 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from task import COLOURS, World, colour_picture, entity_facts, general_sentences, one_fact_answers, picture_thought
+from task import (
+    COLOURS,
+    World,
+    colour_picture,
+    entity_facts,
+    general_sentences,
+    one_fact_answers,
+    page_file,
+    picture_thought,
+)
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from twn_rag import TWNConfig
@@ -41,12 +50,12 @@ def caption_examples(seed: int, per_colour: int = 12) -> list[tuple[str, object]
 def chat_examples(processor, world: World, config: TWNConfig, page_dir: Path) -> list[tuple[str, Image.Image | None]]:
     """``task.one_fact_answers`` as the reasoning adapter's chats, ``(text, page image or
     None)``: ``config``'s reasoning prompt for the role as the system turn, the question (and
-    a document's page image from ``page_dir``, ``<doc_id>.png``, as ``task.write_pages``
+    a document's page image from ``page_dir``, ``task.page_file``, as ``task.write_pages``
     renders it) as the user's, the answer as the assistant's, ending with its end-of-turn
     token (what SFT trains the adapter to write, ``twn_rag.processing.build_conversation``)."""
     examples = []
     for answer in one_fact_answers(world):
-        images = [] if answer.page is None else [Image.open(Path(page_dir) / f"{answer.page}.png").convert("RGB")]
+        images = [] if answer.page is None else [Image.open(page_file(page_dir, answer.page)).convert("RGB")]
         conversation = build_conversation(
             EmbeddingInput(text=answer.question, images=images), config.prompts(answer.role)[1], thought=answer.answer
         )

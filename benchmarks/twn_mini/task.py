@@ -340,11 +340,16 @@ def kind_of(doc: Document) -> str:
     return doc.doc_id.split("-", 1)[0]
 
 
+def page_file(page_dir: str | Path, doc_id: str) -> str:
+    """Where ``write_pages`` saves a page's rendered image: ``<page_dir>/<doc_id>.png``."""
+    return f"{page_dir}/{doc_id}.png"
+
+
 def document_side(doc: Document, picture_dir: str, page_dir: str) -> dict:
     """A document as a training-data side: a page's text and its rendered image (``page_dir``,
     see ``write_pages``), or a picture's image path."""
     if doc.colour is None:
-        return {"text": doc.text, "image": f"{page_dir}/{doc.doc_id}.png"}
+        return {"text": doc.text, "image": page_file(page_dir, doc.doc_id)}
     return {"image": f"{picture_dir}/{doc.colour}.png"}
 
 
@@ -365,7 +370,7 @@ def write_pages(
     for name, documents in files.items():
         items = load_world_pages(out / "pdf" / name, [d.text for d in documents], max_image_pixels)
         for doc, item in zip(documents, items):
-            item.image.save(out / page_dir / f"{doc.doc_id}.png")
+            item.image.save(out / page_file(page_dir, doc.doc_id))
 
 
 # Counterfactual pairs per train lookup (see ``counterfactual_pairs``).
