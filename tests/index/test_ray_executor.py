@@ -66,8 +66,11 @@ def _kill_an_encoder_worker(ray, killed: list[int], stop: threading.Event) -> No
     while not stop.is_set() and not killed:
         for actor in ray._private.state.actors().values():
             if "MapWorker" in actor["ActorClassName"] and actor["State"] == "ALIVE" and actor.get("Pid"):
-                time.sleep(1.0)  # let it start on its batches
-                os.kill(actor["Pid"], signal.SIGKILL)
+                time.sleep(0.2)  # let it start on its batches
+                try:
+                    os.kill(actor["Pid"], signal.SIGKILL)
+                except ProcessLookupError:  # it ended meanwhile: look for a live one again
+                    continue
                 killed.append(actor["Pid"])
                 return
         time.sleep(0.2)
