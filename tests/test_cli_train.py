@@ -24,7 +24,18 @@ def _options_of(stage: str) -> list[str]:
     ("stage", "own"),
     [
         ("sft", ["temperature", "reasoning_weight", "embedding_weight", "num_queries", "lora_rank", "lora_alpha"]),
-        ("gate", ["delta", "holdout", "target_think_rate", "max_thought_tokens", "embed_batch_size"]),
+        (
+            "gate",
+            [
+                "delta",
+                "holdout",
+                "target_think_rate",
+                "calibration_folds",
+                "calibration_repeats",
+                "max_thought_tokens",
+                "embed_batch_size",
+            ],
+        ),
         ("rl", ["group_size", "max_thought_tokens", "sampling_temperature", "top_p", "top_k", "kl_coef"]),
     ],
 )

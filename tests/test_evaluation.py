@@ -63,7 +63,7 @@ def test_own_candidates_rank_against_a_queries_own_negatives(embedder, toy):
 def test_adaptive_without_ratio_uses_the_checkpoint_threshold(embedder, toy):
     report = evaluate(embedder, toy, ["adaptive"], batch_size=8)
     assert list(report.modes) == ["adaptive"]
-    assert report.modes["adaptive"].query_threshold == embedder.config.gate_threshold
+    assert report.modes["adaptive"].query_threshold == embedder.config.threshold("query")
     with pytest.raises(ValueError, match="modes"):
         evaluate(embedder, toy, ["sometimes"])
 

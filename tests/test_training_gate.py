@@ -11,9 +11,11 @@ from twn_rag.training.gate import (
     GateArguments,
     GateData,
     binary_metrics,
+    calibration_folds,
     collect_gate_data,
     holdout_split,
     margins,
+    net_gain_threshold,
     roc_auc,
     role_holdout_split,
     train_gate,
@@ -227,3 +229,61 @@ def test_gate_trains_on_soft_targets(tiny_ckpt, toy, gate_data, tmp_path):
     assert report["train"]["auc"] == 1.0
     losses = [r["loss"] for r in LossLog(out / "gate_log.jsonl").read()]
     assert losses[-1] < losses[0]
+
+
+def test_net_gain_threshold_thinks_where_the_held_out_gains_add_up_most():
+    scores = [0.9, 0.7, 0.42, 0.3, 0.1]
+    gains = [1.0, 0.5, 0.8, -0.9, -0.5]  # the row at 0.3 loses by thinking, the one at 0.42 gains
+    threshold, net = net_gain_threshold(scores, gains)
+    assert net[0.35] == net[0.4] == pytest.approx(2.3) == max(net.values())
+    assert net[0.3] == pytest.approx(1.4) and net[0.05] == pytest.approx(0.9) and net[0.95] == 0.0
+    assert threshold == 0.4  # of the tied 0.35 and 0.4, the one nearer 0.5
+    assert net_gain_threshold(scores, [0.0] * 5)[0] == 0.5  # nothing to gain: the default
+    assert net_gain_threshold([0.2, 0.8], [-1.0, -1.0])[0] == 0.85  # nobody should think
+
+
+def test_calibration_folds_deal_each_role_over_every_fold():
+    roles = ["query"] * 7 + ["document"] * 5
+    fold_of = calibration_folds(roles, 3, seed=0)
+    for role, count in (("query", 7), ("document", 5)):
+        folds = [f for f, r in zip(fold_of, roles) if r == role]
+        sizes = [folds.count(k) for k in range(3)]
+        assert sum(sizes) == count and max(sizes) - min(sizes) <= 1
+    assert calibration_folds(roles, 3, seed=0) == fold_of
+    assert any(calibration_folds(roles, 3, seed=s) != fold_of for s in range(1, 5))
+
+
+def test_cross_fitted_threshold_is_saved_and_leaves_the_gate_as_trained(tiny_ckpt, toy, both_roles, tmp_path):
+    gains = both_roles.gains().sort().values
+    delta = float(gains[len(gains) // 2 - 1 : len(gains) // 2 + 1].mean())
+    plain = train_gate(toy, tiny_ckpt, gate_arguments(tmp_path / "plain", delta, roles=("query", "document")))
+    args = gate_arguments(
+        tmp_path / "crossfit", delta, roles=("query", "document"), calibration_folds=2, calibration_repeats=2
+    )
+    out = train_gate(toy, tiny_ckpt, args)
+    report = json.loads((out / GATE_METRICS_FILENAME).read_text())
+    calibration = report["calibration"]
+    assert (calibration["folds"], calibration["repeats"]) == (2, 2)
+    net = {float(t): g for t, g in calibration["net_gain"].items()}
+    assert len(net) == 19 and net[report["threshold"]] == max(net.values())
+    # the held-out scores cover every training row of each role once
+    for role in ("query", "document"):
+        assert calibration["heldout"][role]["count"] == report["roles"][role]["train"]["count"]
+    trained = TWNEmbedder.from_pretrained(out, device="cpu", dtype="float32")
+    assert trained.config.gate_threshold == {"query": report["threshold"], "document": 0.5} == report["thresholds"]
+    # the fold fits are scratch work: the saved gate is the one fitted on every training row
+    queries = [e.query for e in toy]
+    never = ReasoningBudget(mode="never")
+    crossfit_scores = [r.gate_score for r in trained.encode(queries, budget=never)]
+    reference = TWNEmbedder.from_pretrained(plain, device="cpu", dtype="float32")
+    assert crossfit_scores == pytest.approx([r.gate_score for r in reference.encode(queries, budget=never)])
+    assert not list(out.glob("*fold*"))
+
+
+def test_cross_fitted_calibration_options_are_checked():
+    with pytest.raises(ValueError, match="calibration_folds must be >= 2"):
+        GateArguments(calibration_folds=1)
+    with pytest.raises(ValueError, match="not both"):
+        GateArguments(calibration_folds=3, target_think_rate=0.2)
+    with pytest.raises(ValueError, match="calibration_repeats"):
+        GateArguments(calibration_repeats=0)

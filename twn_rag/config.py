@@ -38,12 +38,15 @@ ROLES: tuple[Role, ...] = get_args(Role)
 @dataclass
 class TWNConfig:
     """What a TWN checkpoint needs beyond its weights. Every field has a default, so a
-    checkpoint without ``twn_config.json`` (or with only some keys) loads."""
+    checkpoint without ``twn_config.json`` (or with only some keys) loads.
+
+    ``gate_threshold`` is one threshold for both roles, or one per role (``{"query": 0.3,
+    "document": 0.5}``, a role left out keeping the default 0.5); ``threshold(role)`` reads it."""
 
     instructions: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_INSTRUCTIONS))
     reasoning_instructions: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_REASONING_INSTRUCTIONS))
     pooling: str = "mean"
-    gate_threshold: float = DEFAULT_GATE_THRESHOLD
+    gate_threshold: float | dict[str, float] = DEFAULT_GATE_THRESHOLD
     gate_activation: str = "gelu"
     max_thought_tokens: int = DEFAULT_MAX_THOUGHT_TOKENS
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
@@ -57,11 +60,27 @@ class TWNConfig:
             raise ValueError(f"twn_config pooling must be 'mean', got {self.pooling!r}")
         if self.max_input_tokens is not None and self.max_input_tokens < 1:
             raise ValueError(f"twn_config max_input_tokens must be >= 1 or null, got {self.max_input_tokens}")
+        if isinstance(self.gate_threshold, dict):
+            unknown = sorted(set(self.gate_threshold) - set(ROLES))
+            if unknown:
+                raise ValueError(f"twn_config gate_threshold has unknown roles {unknown}; roles: {list(ROLES)}")
+            self.gate_threshold = {role: self.gate_threshold.get(role, DEFAULT_GATE_THRESHOLD) for role in ROLES}
+        for role in ROLES:
+            if not 0.0 <= self.threshold(role) <= 1.0:
+                raise ValueError(
+                    f"twn_config gate_threshold for {role}s must be within 0..1, got {self.threshold(role)}"
+                )
         self.instructions = {**DEFAULT_INSTRUCTIONS, **self.instructions}
         self.reasoning_instructions = {
             **DEFAULT_REASONING_INSTRUCTIONS,
             **self.reasoning_instructions,
         }
+
+    def threshold(self, role: Role) -> float:
+        """The gate threshold of ``role``'s inputs."""
+        if isinstance(self.gate_threshold, dict):
+            return float(self.gate_threshold[role])
+        return float(self.gate_threshold)
 
     def prompts(self, role: str, task: str | None = None) -> tuple[str, str]:
         """``(embedding instruction, reasoning prompt)`` for an input of ``role`` whose own task

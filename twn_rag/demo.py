@@ -131,8 +131,8 @@ def main() -> None:
     write_world_documents(world, documents)
     # fp32: the model is small, and it was trained and measured in fp32 (bf16 garbles its facts).
     embedder = TWNEmbedder.from_pretrained(checkpoint, dtype="float32")
-    query_budget = dataclasses.replace(embedder.default_budget(), token_budget=QUERY_TOKEN_BUDGET)
-    document_budget = dataclasses.replace(embedder.default_budget(), max_think_ratio=DOCUMENT_THINK_RATIO)
+    query_budget = dataclasses.replace(embedder.default_budget("query"), token_budget=QUERY_TOKEN_BUDGET)
+    document_budget = dataclasses.replace(embedder.default_budget("document"), max_think_ratio=DOCUMENT_THINK_RATIO)
     index = TWNIndex.open(
         DEMO_OUTPUT / "index",
         embedder,

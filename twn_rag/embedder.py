@@ -126,11 +126,11 @@ class TWNEmbedder:
     def dimension(self) -> int:
         return self.model.hidden_size
 
-    def default_budget(self) -> ReasoningBudget:
-        """Adaptive at the checkpoint's gate threshold and thought length, with no caps."""
+    def default_budget(self, role: Role = "query") -> ReasoningBudget:
+        """Adaptive at the checkpoint's gate threshold for ``role`` and its thought length, with no caps."""
         return ReasoningBudget(
             mode="adaptive",
-            threshold=self.config.gate_threshold,
+            threshold=self.config.threshold(role),
             max_thought_tokens=self.config.max_thought_tokens,
         )
 
@@ -251,7 +251,7 @@ class TWNEmbedder:
         Each batch gets one no-think pass that yields the vectors and gate scores; the inputs
         the ``budget`` selects think together in one ``generate`` call and are embedded again
         with their thoughts. ``budget`` (its ledger updated in place) defaults to
-        ``default_budget()``. ``instruction`` overrides the role's instruction for all inputs
+        ``default_budget(role)``. ``instruction`` overrides the role's instruction for all inputs
         (a dict's own ``instruction`` wins). A bad input raises ``InvalidInputError`` before any
         work, named by ``names[i]`` when given. Returns one ``EmbeddingResult`` per input, in
         order, as ``EmbeddingResults`` (also the ``[N, D]`` array ``.vectors``).
@@ -269,7 +269,7 @@ class TWNEmbedder:
         if isinstance(inputs, (str, dict)) or not isinstance(inputs, Sequence):
             inputs = [inputs]
         items = self._parse(inputs, names)  # outside the lock: reading files can take a while
-        budget = budget if budget is not None else self.default_budget()
+        budget = budget if budget is not None else self.default_budget(role)
         # Results go back to input order.
         results: list[EmbeddingResult | None] = [None] * len(items)
         with self._encode_lock, torch.inference_mode():

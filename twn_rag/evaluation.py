@@ -185,7 +185,9 @@ def evaluate(
                     calibrate([r.gate_score for r in never_results[1]], think_ratio),
                 )
             else:
-                thresholds = (embedder.config.gate_threshold if threshold is None else threshold,) * 2
+                thresholds = tuple(
+                    embedder.config.threshold(role) if threshold is None else threshold for role in ROLES
+                )
         thresholds = tuple(t if role in think_roles else None for t, role in zip(thresholds, ROLES))
         budgets = [
             ReasoningBudget(

@@ -215,7 +215,7 @@ class CollectionBudgetsMixin:
         with ``budget_collection`` (a saved or pickled bound one) binds again, the budgets given
         to the constructor becoming the collection's limits."""
         given = {role: self._own_budget(role) for role in ROLES}
-        self._keep_budgets({role: budget or self.embedder.default_budget() for role, budget in given.items()})
+        self._keep_budgets({role: budget or self.embedder.default_budget(role) for role, budget in given.items()})
         self._budget_binding = None
         if self.budget_collection is not None:
             address, self.budget_collection = self.budget_collection, None

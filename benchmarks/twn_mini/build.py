@@ -77,6 +77,9 @@ GATE_DELTA = 0.25
 # Soft gate targets sigmoid((gain - delta) / T) (``GateArguments.label_temperature``).
 GATE_LABEL_TEMPERATURE = 0.1
 GATE_EPOCHS = 80
+# The threshold is cross-fitted on the validation rows (``GateArguments.calibration_folds``).
+GATE_CALIBRATION_FOLDS = 5
+GATE_CALIBRATION_REPEATS = 3
 RESULTS_FILENAME = "results.json"
 STAGE_SECONDS_FILENAME = "stage_seconds.json"
 MINI_CONFIG = dict(
@@ -127,6 +130,8 @@ def gate_arguments(output_dir: Path, seed: int, **overrides) -> GateArguments:
         delta=GATE_DELTA,
         label_temperature=GATE_LABEL_TEMPERATURE,
         holdout_fraction=0.0,
+        calibration_folds=GATE_CALIBRATION_FOLDS,
+        calibration_repeats=GATE_CALIBRATION_REPEATS,
         roles=("query", "document"),
         **training_options(seed),
     )
@@ -214,10 +219,10 @@ def report(checkpoint: Path, data: Path) -> dict:
     role, and per query kind Recall@1 never -> always."""
     embedder = TWNEmbedder.from_pretrained(checkpoint, device="cpu", dtype="float32")
     split = embed_split(embedder, data / "test.jsonl")
-    threshold = embedder.config.gate_threshold
-    rows = budget_rows(split, threshold, GATE_DELTA)
+    thresholds = {role: embedder.config.threshold(role) for role in ("query", "document")}
+    rows = budget_rows(split, thresholds, GATE_DELTA)
     # The validation split (the gate's labels come from it) picks the seed to ship.
-    validation_rows = budget_rows(embed_split(embedder, data / "validation.jsonl"), threshold, GATE_DELTA)
+    validation_rows = budget_rows(embed_split(embedder, data / "validation.jsonl"), thresholds, GATE_DELTA)
     never_ranks = split.ranks(np.zeros(len(split.positives), bool), np.zeros(len(split.document_names), bool))
     always_ranks = split.ranks(np.ones(len(split.positives), bool), np.ones(len(split.document_names), bool))
     kinds = {
@@ -230,10 +235,10 @@ def report(checkpoint: Path, data: Path) -> dict:
     return {
         "queries": len(split.positives),
         "documents": len(split.document_names),
-        "threshold": threshold,
+        "thresholds": thresholds,
         "rows": rows,
         "validation_rows": validation_rows,
-        "curve": document_curve(split, threshold),
+        "curve": document_curve(split, thresholds["query"]),
         "gate_auc": split.gate_auc(GATE_DELTA),
         "kinds": kinds,
     }
@@ -242,8 +247,8 @@ def report(checkpoint: Path, data: Path) -> dict:
 def format_results(results: dict) -> str:
     """The results as markdown tables."""
     lines = [
-        f"test split: {results['queries']} queries, {results['documents']} documents; "
-        f"gate threshold {results['threshold']:.3f}; gate AUC query "
+        f"test split: {results['queries']} queries, {results['documents']} documents; gate threshold "
+        f"query {results['thresholds']['query']:.3f}, document {results['thresholds']['document']:.3f}; gate AUC query "
         f"{_number(results['gate_auc']['query'])}, document {_number(results['gate_auc']['document'])}",
         "",
         "| mode | Recall@1 | MRR | query think-rate | document think-rate | query tokens | document tokens |",

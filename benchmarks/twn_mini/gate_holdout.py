@@ -34,7 +34,9 @@ def heldout_metrics(build: Path, epochs: float, holdouts: int) -> dict[str, dict
     for seed in range(holdouts):
         with tempfile.TemporaryDirectory() as out:
             shutil.copy2(build / "gate" / GATE_DATA_FILENAME, Path(out) / GATE_DATA_FILENAME)
-            args = gate_arguments(Path(out), seed, epochs=epochs, holdout_fraction=HOLDOUT_FRACTION)
+            args = gate_arguments(
+                Path(out), seed, epochs=epochs, holdout_fraction=HOLDOUT_FRACTION, calibration_folds=None
+            )
             train_gate(build / "data" / "validation.jsonl", build / "sft-averaged", args)
             runs.append(json.loads((Path(out) / GATE_METRICS_FILENAME).read_text(encoding="utf-8"))["roles"])
     return {

@@ -137,25 +137,26 @@ def embed_split(embedder: TWNEmbedder, data_file) -> SplitEmbeddings:
     )
 
 
-def budget_rows(split: SplitEmbeddings, threshold: float, delta: float) -> dict[str, dict]:
-    """never, always, adaptive (both roles at ``threshold``) and the oracle."""
+def budget_rows(split: SplitEmbeddings, thresholds: dict[str, float], delta: float) -> dict[str, dict]:
+    """never, always, adaptive (each role at its ``thresholds[role]``) and the oracle."""
     n_queries, n_docs = len(split.positives), len(split.document_names)
-    adaptive = ReasoningBudget(threshold=threshold)
     return {
         "never": split.row(np.zeros(n_queries, dtype=bool), np.zeros(n_docs, dtype=bool)),
         "always": split.row(np.ones(n_queries, dtype=bool), np.ones(n_docs, dtype=bool)),
         "adaptive": split.row(
-            selected(split.queries.gate_scores, adaptive),
-            selected(split.documents.gate_scores, ReasoningBudget(threshold=threshold)),
+            selected(split.queries.gate_scores, ReasoningBudget(threshold=thresholds["query"])),
+            selected(split.documents.gate_scores, ReasoningBudget(threshold=thresholds["document"])),
         ),
         "oracle": split.oracle(delta),
     }
 
 
-def document_curve(split: SplitEmbeddings, threshold: float, ratios=DOCUMENT_THINK_RATIOS) -> list[tuple[float, dict]]:
-    """Queries adaptive at ``threshold``; documents think on the ``ratio`` of them with the
+def document_curve(
+    split: SplitEmbeddings, query_threshold: float, ratios=DOCUMENT_THINK_RATIOS
+) -> list[tuple[float, dict]]:
+    """Queries adaptive at ``query_threshold``; documents think on the ``ratio`` of them with the
     highest gate scores (an index's ``max_think_ratio`` with no threshold)."""
-    query_think = selected(split.queries.gate_scores, ReasoningBudget(threshold=threshold))
+    query_think = selected(split.queries.gate_scores, ReasoningBudget(threshold=query_threshold))
     curve = []
     for ratio in ratios:
         budget = ReasoningBudget(threshold=0.0, max_think_ratio=ratio)

@@ -166,6 +166,10 @@ def train_gate_command(
     delta: Annotated[float, typer.Option(help="Label 1 where thinking improves the margin by more.")] = 0.0,
     holdout: Annotated[float, typer.Option(help="Held-out fraction for the reported metrics.")] = 0.2,
     target_think_rate: Annotated[float | None, typer.Option(help="Calibrate the threshold to this think-rate.")] = None,
+    calibration_folds: Annotated[
+        int | None, typer.Option(help="Cross-fit the threshold over this many folds (held-out net margin gain).")
+    ] = None,
+    calibration_repeats: Annotated[int, typer.Option(help="Cross-fitting repeats with other folds.")] = 1,
     label_temperature: Annotated[
         float | None, typer.Option(help="Soft targets sigmoid((gain - delta) / T) instead of 0/1.")
     ] = None,
@@ -176,7 +180,8 @@ def train_gate_command(
 
     Label 1 where thinking improves the margin by more than --delta (soft targets with
     --label-temperature); class-balanced BCE on frozen features; held-out precision, recall and
-    AUC go to gate_metrics.json.
+    AUC go to gate_metrics.json. The threshold is 0.5, or set by --target-think-rate, or
+    cross-fitted with --calibration-folds (where held-out scores would gain the most margin).
     """
     from twn_rag.training.gate import GateArguments, train_gate
 
@@ -185,6 +190,8 @@ def train_gate_command(
         delta=delta,
         holdout_fraction=holdout,
         target_think_rate=target_think_rate,
+        calibration_folds=calibration_folds,
+        calibration_repeats=calibration_repeats,
         label_temperature=label_temperature,
         max_thought_tokens=max_thought_tokens,
         embed_batch_size=embed_batch_size,

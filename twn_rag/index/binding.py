@@ -142,7 +142,7 @@ def store_budgets(
     for role, budget in given.items():
         budgets.set_limits(role, budget)
     fallback = {
-        role: _limits_only((defaults or {}).get(role) or embedder.default_budget())
+        role: _limits_only((defaults or {}).get(role) or embedder.default_budget(role))
         for role in ROLES
         if role not in given
     }

@@ -337,7 +337,7 @@ class TWNIndex:
         identity = ModelFingerprint.of(embedder)
         manifest = IndexManifest.for_embedder(
             embedder,
-            {role: budget or embedder.default_budget() for role, budget in budgets.items()},
+            {role: budget or embedder.default_budget(role) for role, budget in budgets.items()},
             loader_settings or cls.default_loader_settings(embedder),
             identity,
         )

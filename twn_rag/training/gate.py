@@ -26,15 +26,30 @@ held-out input's thought may be right or wrong), and on a few hundred rows hard 
 gate learn which rows were lucky; soft targets keep the size of the gain (a wrong thought that
 costs 0.1 is not a needless one that costs 0.9), so the gate learns where thinking pays on
 average. Precision, recall and ROC AUC, always against the 0/1 labels, are reported on a
-held-out split, overall and per role, and the threshold can be calibrated to a target
-think-rate.
+held-out split, overall and per role.
+
+The saved threshold is 0.5, or calibrated to a target think-rate, or **cross-fitted**: with
+``calibration_folds`` the gate is also fitted that many times, each time on all training rows
+but one fold (folds drawn within each role), and each row scored by the fit that did not see
+it; the threshold is the one of ``THRESHOLD_CANDIDATES`` at which those held-out scores would
+have bought the largest net margin gain (the sum of the gains of the rows that think, a
+needless thought counting its loss) on the query rows. That threshold is the queries' own
+(``TWNConfig.gate_threshold`` per role); documents keep 0.5: an index rations their thinking
+by its ``max_think_ratio``, where the gate's ranking is what counts, and a net-gain threshold
+for documents says little (a harmless thought, a card's "this is card 17", gains about 0, so
+the sum barely falls however many documents think). A gate fitted on a few dozen labelled
+inputs scores its own rows with more confidence than inputs it has not seen (a held-out
+lookup scores lower than the lookups it learned from), so a threshold read off its training
+rows, or fixed at 0.5, does not say where new inputs should think; the held-out scores do.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,7 +60,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from twn_rag.budget import ReasoningBudget, calibrate
-from twn_rag.config import ROLES
+from twn_rag.config import DEFAULT_GATE_THRESHOLD, ROLES
 from twn_rag.embedder import TWNEmbedder
 from twn_rag.gate import GateMLP
 from twn_rag.modeling import GATE_PART, load_tensor_file
@@ -57,6 +72,9 @@ logger = logging.getLogger(__name__)
 
 GATE_DATA_FILENAME = "gate_data.pt"
 GATE_METRICS_FILENAME = "gate_metrics.json"
+# The thresholds a cross-fitted calibration chooses among: coarse on purpose, since a few
+# dozen held-out scores cannot place a threshold finer than this.
+THRESHOLD_CANDIDATES = tuple(round(0.05 * i, 2) for i in range(1, 20))
 
 
 @dataclass
@@ -65,10 +83,12 @@ class GateArguments(TrainingArguments):
     ``roles``: whose labels to learn, ``("query",)`` or with ``"document"`` too.
     ``holdout_fraction`` of each role's rows is kept out of training for the reported metrics.
     ``target_think_rate``: calibrate the saved threshold so this fraction of the training
-    queries would think (else 0.5). ``label_temperature``: train on soft targets
-    ``sigmoid((gain - delta) / label_temperature)`` instead of 0/1 (see the module docstring).
-    ``embed_batch_size`` and ``max_thought_tokens`` (default: the checkpoint's) apply to
-    labelling."""
+    queries would think (else 0.5). ``calibration_folds``: instead, cross-fit the threshold
+    (see the module docstring) over this many folds of the training rows, ``calibration_repeats``
+    times with other folds (held-out scores averaged). ``label_temperature``: train on soft
+    targets ``sigmoid((gain - delta) / label_temperature)`` instead of 0/1 (see the module
+    docstring). ``embed_batch_size`` and ``max_thought_tokens`` (default: the checkpoint's)
+    apply to labelling."""
 
     batch_size: int = 64
     epochs: float = 50.0
@@ -76,6 +96,8 @@ class GateArguments(TrainingArguments):
     delta: float = 0.0
     holdout_fraction: float = 0.2
     target_think_rate: float | None = None
+    calibration_folds: int | None = None
+    calibration_repeats: int = 1
     label_temperature: float | None = None
     embed_batch_size: int = 8
     max_thought_tokens: int | None = None
@@ -92,6 +114,15 @@ class GateArguments(TrainingArguments):
             raise ValueError(f"target_think_rate must be within 0..1, got {self.target_think_rate}")
         if self.label_temperature is not None and self.label_temperature <= 0:
             raise ValueError(f"label_temperature must be > 0, got {self.label_temperature}")
+        if self.calibration_folds is not None:
+            if self.calibration_folds < 2:
+                raise ValueError(f"calibration_folds must be >= 2, got {self.calibration_folds}")
+            if self.target_think_rate is not None:
+                raise ValueError("give target_think_rate or calibration_folds, not both")
+            if "query" not in self.roles:
+                raise ValueError("calibration_folds sets the query threshold: roles must include 'query'")
+        if self.calibration_repeats < 1:
+            raise ValueError(f"calibration_repeats must be >= 1, got {self.calibration_repeats}")
 
 
 @dataclass
@@ -277,9 +308,10 @@ def roc_auc(scores: Sequence[float], labels: Sequence[float]) -> float | None:
     return float((greater + 0.5 * ties) / (len(positives) * len(negatives)))
 
 
-def binary_metrics(scores: Sequence[float], labels: Sequence[float], threshold: float) -> dict:
+def binary_metrics(scores: Sequence[float], labels: Sequence[float], threshold: float | np.ndarray) -> dict:
     """Precision, recall, F1, accuracy and think-rate at ``threshold`` (score >= threshold
-    predicts 1), and ROC AUC. Precision is ``None`` when nothing is predicted positive."""
+    predicts 1; one threshold, or one per score), and ROC AUC. Precision is ``None`` when
+    nothing is predicted positive."""
     scores, truth = np.asarray(scores, dtype=float), np.asarray(labels) > 0.5
     predicted = scores >= threshold
     true_positive = int((predicted & truth).sum())
@@ -331,43 +363,44 @@ def train_gate(
             f"(margin gains range {float(gains.min()):.4f}..{float(gains.max()):.4f}); pick another --delta"
         )
     logger.info("gate labels: %s", label_summary(gate_data, args.delta))
-    _reset_gate(model.gate, args.seed)
     features = gate_data.features.to(model.device)
     targets = gate_data.targets(args.delta, args.label_temperature).to(model.device)
-    train_index = torch.tensor(train_rows, device=model.device)
-    # class balance by the (expected) number of positives among the training targets
-    positives = float(targets[train_index].sum())
-    pos_weight = torch.tensor((len(train_rows) - positives) / positives, device=model.device)
-    loop = TrainingLoop("gate", model, args, [GATE_PART], args.total_steps(len(train_rows)), autocast)
-
-    def step(step_index: int, micro: int) -> dict[str, float]:
-        rows = train_index[loop.micro_batch(step_index, micro, len(train_rows))]
-        logits = model.gate.logits(features[rows])
-        loss = F.binary_cross_entropy_with_logits(logits, targets[rows], pos_weight=pos_weight)
-        (loss / args.grad_accum).backward()
-        return {"loss": loss.item()}
-
-    loop.run(step, on_step_end)
+    query_train = [i for i in train_rows if gate_data.roles[i] == "query"] or train_rows
+    calibration = None
+    if args.calibration_folds is not None:
+        threshold, calibration = _crossfit_calibration(model, gate_data, features, targets, train_rows, args, autocast)
+    fit_gate(model, features, targets, train_rows, args, autocast, on_step_end)
     with torch.no_grad():
         scores = model.gate(features).cpu().numpy()
-    query_train = [i for i in train_rows if gate_data.roles[i] == "query"] or train_rows
-    threshold = 0.5 if args.target_think_rate is None else calibrate(scores[query_train], args.target_think_rate)
-    model.config.gate_threshold = float(threshold)
+    if args.target_think_rate is not None:
+        threshold = calibrate(scores[query_train], args.target_think_rate)
+    elif calibration is None:
+        threshold = DEFAULT_GATE_THRESHOLD
+    # Cross-fitted, the threshold is the queries' own; documents keep the default (see the module docstring).
+    thresholds = {role: float(threshold) for role in ROLES}
+    if calibration is not None:
+        thresholds["document"] = DEFAULT_GATE_THRESHOLD
+        model.config.gate_threshold = thresholds
+    else:
+        model.config.gate_threshold = float(threshold)
+    row_thresholds = np.array([thresholds[role] for role in gate_data.roles])
 
     def split_metrics(rows: Sequence[int]) -> dict:
         wanted = set(rows)
         train = [i for i in train_rows if i in wanted]
         held = [i for i in held_rows if i in wanted]
         return {
-            "train": binary_metrics(scores[train], labels[train].numpy(), threshold),
-            "heldout": binary_metrics(scores[held], labels[held].numpy(), threshold) if held else None,
+            "train": binary_metrics(scores[train], labels[train].numpy(), row_thresholds[train]),
+            "heldout": binary_metrics(scores[held], labels[held].numpy(), row_thresholds[held]) if held else None,
         }
 
     report = {
         "delta": args.delta,
         "label_temperature": args.label_temperature,
         "threshold": float(threshold),
+        "thresholds": thresholds,
         "target_think_rate": args.target_think_rate,
+        "calibration": calibration,
         "labelled_queries": len(gate_data.rows("query")),
         "labelled_documents": len(gate_data.rows("document")),
         "positive_labels": int(labels.sum()),
@@ -382,6 +415,132 @@ def train_gate(
     (output / GATE_METRICS_FILENAME).write_text(json.dumps(report, indent=2), encoding="utf-8")
     logger.info("gate done: %s", json.dumps(report["heldout"] or report["train"]))
     return output
+
+
+def fit_gate(
+    model,
+    features: torch.Tensor,
+    targets: torch.Tensor,
+    rows: Sequence[int],
+    args: GateArguments,
+    autocast: bool = False,
+    on_step_end: Callable[[int, dict], None] | None = None,
+) -> None:
+    """Train ``model.gate`` from a fresh initialisation seeded with ``args.seed`` on ``features``
+    and ``targets`` of ``rows``: class-balanced BCE (by the expected number of positives among
+    those targets), ``args``' optimiser, epochs and batches; its log and final checkpoint go to
+    ``args.output_dir`` (resumed there when ``args.resume``)."""
+    _reset_gate(model.gate, args.seed)
+    index = torch.tensor(list(rows), device=model.device)
+    positives = float(targets[index].sum())
+    if not 0 < positives < len(rows):
+        raise ValueError(f"the gate cannot learn {len(rows)} rows whose targets are all of one class")
+    pos_weight = torch.tensor((len(rows) - positives) / positives, device=model.device)
+    loop = TrainingLoop("gate", model, args, [GATE_PART], args.total_steps(len(rows)), autocast)
+
+    def step(step_index: int, micro: int) -> dict[str, float]:
+        batch = index[loop.micro_batch(step_index, micro, len(rows))]
+        logits = model.gate.logits(features[batch])
+        loss = F.binary_cross_entropy_with_logits(logits, targets[batch], pos_weight=pos_weight)
+        (loss / args.grad_accum).backward()
+        return {"loss": loss.item()}
+
+    loop.run(step, on_step_end)
+
+
+def calibration_folds(roles: Sequence[str], folds: int, seed: int) -> list[int]:
+    """A fold (0 .. ``folds`` - 1) for each row, dealt in a seeded random order within each
+    role, so every fold holds rows of every role that has at least ``folds`` of them."""
+    fold_of = [0] * len(roles)
+    for role in dict.fromkeys(roles):
+        rows = [i for i, r in enumerate(roles) if r == role]
+        order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed)).tolist()
+        for position, k in enumerate(order):
+            fold_of[rows[k]] = position % folds
+    return fold_of
+
+
+def crossfit_scores(
+    model,
+    features: torch.Tensor,
+    targets: torch.Tensor,
+    roles: Sequence[str],
+    rows: Sequence[int],
+    args: GateArguments,
+    autocast: bool = False,
+) -> np.ndarray:
+    """Held-out gate scores of ``rows`` (in their order): for each of ``args.calibration_repeats``
+    draws of ``args.calibration_folds`` folds (``calibration_folds``), the gate is fitted
+    (``fit_gate``, each fit its own seed, in a scratch folder) on the rows outside one fold
+    and scores the rows inside it; each row's scores are averaged over the repeats. Leaves
+    ``model.gate`` holding the last fit."""
+    rows = list(rows)
+    folds = args.calibration_folds
+    total = np.zeros(len(rows))
+    for repeat in range(args.calibration_repeats):
+        fold_of = calibration_folds([roles[i] for i in rows], folds, args.seed + repeat)
+        for k in range(folds):
+            inside = [j for j, f in enumerate(fold_of) if f == k]
+            if not inside:
+                continue
+            outside = [rows[j] for j, f in enumerate(fold_of) if f != k]
+            with tempfile.TemporaryDirectory(prefix="twn-gate-fold-") as scratch:
+                fold_args = dataclasses.replace(
+                    args, output_dir=scratch, resume=False, seed=args.seed + 1 + repeat * folds + k
+                )
+                fit_gate(model, features, targets, outside, fold_args, autocast)
+            with torch.no_grad():
+                total[inside] += model.gate(features[[rows[j] for j in inside]]).cpu().numpy()
+    return total / args.calibration_repeats
+
+
+def net_gain_threshold(
+    scores: Sequence[float], gains: Sequence[float], candidates: Sequence[float] = THRESHOLD_CANDIDATES
+) -> tuple[float, dict[float, float]]:
+    """The candidate threshold at which thinking where ``scores`` >= it gains the most margin
+    in all (the sum of ``gains`` of those rows: a needless thought counts its loss), and that
+    sum for every candidate. Ties go to the candidate nearest 0.5, then to the higher one
+    (fewer thoughts)."""
+    scores, gains = np.asarray(scores, dtype=float), np.asarray(gains, dtype=float)
+    net = {float(t): float(gains[scores >= t].sum()) for t in candidates}
+    best = max(net.values())
+    tied = [t for t, g in net.items() if math.isclose(g, best, rel_tol=1e-9, abs_tol=1e-9)]
+    return min(tied, key=lambda t: (abs(t - 0.5), -t)), net
+
+
+def _crossfit_calibration(
+    model,
+    gate_data: GateData,
+    features: torch.Tensor,
+    targets: torch.Tensor,
+    train_rows: Sequence[int],
+    args: GateArguments,
+    autocast: bool,
+) -> tuple[float, dict]:
+    """The cross-fitted query threshold (``net_gain_threshold`` of the held-out scores of the
+    query rows among ``train_rows``) and its report: the net gain at every candidate and, per
+    role, the held-out metrics (at that threshold for queries, 0.5 for documents)."""
+    scores = dict(
+        zip(train_rows, crossfit_scores(model, features, targets, gate_data.roles, train_rows, args, autocast))
+    )
+    rows_of = {role: [i for i in train_rows if gate_data.roles[i] == role] for role in dict.fromkeys(gate_data.roles)}
+    queries = rows_of["query"]
+    gains = gate_data.gains().numpy()
+    threshold, net_gains = net_gain_threshold([scores[i] for i in queries], gains[queries])
+    labels = gate_data.labels(args.delta).numpy()
+    report = {
+        "folds": args.calibration_folds,
+        "repeats": args.calibration_repeats,
+        "net_gain": {f"{t:g}": round(g, 6) for t, g in net_gains.items()},
+        "heldout": {
+            role: binary_metrics(
+                [scores[i] for i in rows], labels[rows], threshold if role == "query" else DEFAULT_GATE_THRESHOLD
+            )
+            for role, rows in rows_of.items()
+            if rows
+        },
+    }
+    return threshold, report
 
 
 def _reset_gate(gate: GateMLP, seed: int) -> None:

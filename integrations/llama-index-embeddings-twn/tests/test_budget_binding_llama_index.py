@@ -70,7 +70,7 @@ def test_budgets_given_for_an_existing_collection_replace_its_limits_and_keep_it
 ):
     collection = chroma_client.create_collection("plain", embedding_function=None)
     first = TWNEmbedding.for_chroma_collection(collection, embedder=embedder)  # no budgets: the checkpoint's
-    assert first.budget("document") == embedder.default_budget()
+    assert first.budget("document") == embedder.default_budget("document")
     first.get_text_embedding_batch(document_texts[:2])
 
     second = TWNEmbedding.for_chroma_collection(collection, embedder=embedder, document_budget=never())
@@ -116,7 +116,7 @@ def test_binding_refuses_the_collection_of_another_models_index(tmp_path, embedd
     index = TWNIndex.open(tmp_path / "index", embedder)
     with pytest.raises(IndexMismatchError, match="cannot take vectors from .*the embedding adapter"):
         TWNEmbedding.for_twn_index(index, embedder=other_model)
-    assert index.budget("document") == embedder.default_budget()  # nothing was stored
+    assert index.budget("document") == embedder.default_budget("document")  # nothing was stored
 
 
 # -- serialisation ---------------------------------------------------------------------------

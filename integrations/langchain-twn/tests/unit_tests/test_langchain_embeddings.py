@@ -37,7 +37,7 @@ def test_budgets_persist_their_ledgers_per_role(embedder, document_texts):
     assert document_budget.ledger.items_seen == 5 and document_budget.ledger.items_thought == 2
     assert query_budget.ledger.items_seen == 1 and query_budget.ledger.items_thought == 1
     unset = TWNEmbeddings(embedder=embedder)
-    assert unset.document_budget == embedder.default_budget()
+    assert unset.document_budget == embedder.default_budget("document")
 
 
 def test_last_results_hold_the_thoughts_of_the_last_documents(embedder, document_texts):
