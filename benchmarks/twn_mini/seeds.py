@@ -38,15 +38,24 @@ FIGURES = (
     ("build s", lambda r: r["build_seconds"]),
     ("validation adaptive R@1", lambda r: r["validation_rows"]["adaptive"]["recall_at_1"]),
 )
-# (name, test on a seed's results)
+# (name, test on a seed's results); figures are fractions of a split's counts (4 of 5 queries
+# is a share of 0.7999999999999992 in floats), so a target is met within float rounding.
 TARGETS = (
-    ("gate AUC >= 0.85 per role", lambda r: min(r["gate_auc"]["query"] or 0, r["gate_auc"]["document"] or 0) >= 0.85),
-    ("adaptive >= never + 0.15", lambda r: recall(r, "adaptive") >= recall(r, "never") + 0.15),
-    ("adaptive >= always + 0.05", lambda r: recall(r, "adaptive") >= recall(r, "always") + 0.05),
-    ("adaptive >= oracle - 0.05", lambda r: recall(r, "adaptive") >= recall(r, "oracle") - 0.05),
+    (
+        "gate AUC >= 0.85 per role",
+        lambda r: at_least(min(r["gate_auc"]["query"] or 0, r["gate_auc"]["document"] or 0), 0.85),
+    ),
+    ("adaptive >= never + 0.15", lambda r: at_least(recall(r, "adaptive"), recall(r, "never") + 0.15)),
+    ("adaptive >= always + 0.05", lambda r: at_least(recall(r, "adaptive"), recall(r, "always") + 0.05)),
+    ("adaptive >= oracle - 0.05", lambda r: at_least(recall(r, "adaptive"), recall(r, "oracle") - 0.05)),
     ("adaptive tokens <= 50 % of always", lambda r: tokens(r["rows"]["adaptive"]) <= 0.5 * tokens(r["rows"]["always"])),
-    ("ratio 0.25 >= 80 % of the document gain", lambda r: (curve_share(r) or 0) >= 0.8),
+    ("ratio 0.25 >= 80 % of the document gain", lambda r: at_least(curve_share(r) or 0, 0.8)),
 )
+
+
+def at_least(value: float, bound: float) -> bool:
+    """``value >= bound`` up to float rounding."""
+    return value >= bound - 1e-9
 
 
 def recall(results: dict, row: str) -> float:
