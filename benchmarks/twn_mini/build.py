@@ -8,7 +8,7 @@ Stages (each cached in ``--work``; delete the folder, or pass ``--fresh``, to re
    the held-out thoughts swing from one checkpoint to the next);
 4. the gate on self-supervised labels of the validation split, for queries and documents
    (held-out entities: on the train split the no-think view has memorised the answers, so
-   thinking looks useless there);
+   thinking looks useless there), its query threshold cross-fitted on the same rows;
 5. RL (GRPO, gap reward) of the reasoning adapter on the train split;
 6. evaluation on the test split (never used before this step, ``measure.py``): never, always,
    adaptive at the gate's threshold and the oracle, gate AUC per role, and the document
@@ -120,7 +120,9 @@ def gate_arguments(output_dir: Path, seed: int, **overrides) -> GateArguments:
     """The gate stage's options. Few labels (the validation split): a regularised fit on all
     of them (the test split measures it) to soft targets, so that a held-out lookup whose
     thought happened to go wrong does not teach the gate to skip lookups. ``GATE_EPOCHS`` was
-    chosen on the validation split alone, by held-out rows (``gate_holdout.py``)."""
+    chosen on the validation split alone, by held-out rows (``gate_holdout.py``). The query
+    threshold is cross-fitted (``GateArguments.calibration_folds``): the gate fitted on all
+    rows scores held-out names lower than the rows it learned, so 0.5 left right thoughts unused."""
     options = dict(
         output_dir=output_dir,
         epochs=GATE_EPOCHS,
