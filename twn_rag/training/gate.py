@@ -63,7 +63,7 @@ from twn_rag.budget import ReasoningBudget, calibrate
 from twn_rag.config import DEFAULT_GATE_THRESHOLD, ROLES
 from twn_rag.embedder import TWNEmbedder
 from twn_rag.gate import GateMLP
-from twn_rag.modeling import GATE_PART, load_tensor_file
+from twn_rag.modeling import GATE_PART, TWNModel, load_tensor_file
 from twn_rag.training.data import RetrievalExample, document_corpus, load_examples, prepare_inputs
 from twn_rag.training.loading import load_for_training
 from twn_rag.training.loop import TrainingArguments, TrainingLoop, resolve_training_device
@@ -418,7 +418,7 @@ def train_gate(
 
 
 def fit_gate(
-    model,
+    model: TWNModel,
     features: torch.Tensor,
     targets: torch.Tensor,
     rows: Sequence[int],
@@ -461,7 +461,7 @@ def calibration_folds(roles: Sequence[str], folds: int, seed: int) -> list[int]:
 
 
 def crossfit_scores(
-    model,
+    model: TWNModel,
     features: torch.Tensor,
     targets: torch.Tensor,
     roles: Sequence[str],
@@ -488,7 +488,10 @@ def crossfit_scores(
                 fold_args = dataclasses.replace(
                     args, output_dir=scratch, resume=False, seed=args.seed + 1 + repeat * folds + k
                 )
-                fit_gate(model, features, targets, outside, fold_args, autocast)
+                try:
+                    fit_gate(model, features, targets, outside, fold_args, autocast)
+                except ValueError as error:
+                    raise ValueError(f"calibration fold {k + 1} of {folds}: {error}; use fewer folds") from error
             with torch.no_grad():
                 total[inside] += model.gate(features[[rows[j] for j in inside]]).cpu().numpy()
     return total / args.calibration_repeats
@@ -509,7 +512,7 @@ def net_gain_threshold(
 
 
 def _crossfit_calibration(
-    model,
+    model: TWNModel,
     gate_data: GateData,
     features: torch.Tensor,
     targets: torch.Tensor,
