@@ -22,6 +22,13 @@ BudgetMode = Literal["adaptive", "always", "never"]
 MODES: tuple[BudgetMode, ...] = get_args(BudgetMode)
 
 
+def check_threshold(value: float, what: str = "threshold") -> None:
+    """Raise ``ValueError`` unless ``value`` is a gate threshold: within 0..1 (a hair above 1,
+    where ``calibrate`` lets nothing think, included) or infinite."""
+    if not 0.0 <= value <= 1.0 + 1e-9 and not math.isinf(value):
+        raise ValueError(f"{what} must be within 0..1, got {value}")
+
+
 @dataclass
 class BudgetLedger:
     """What has been spent: inputs seen, inputs that thought, thought tokens generated."""
@@ -49,8 +56,7 @@ class ReasoningBudget:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"budget mode must be one of {MODES}, got {self.mode!r}")
-        if not 0.0 <= self.threshold <= 1.0 + 1e-9 and not math.isinf(self.threshold):
-            raise ValueError(f"threshold must be within 0..1, got {self.threshold}")
+        check_threshold(self.threshold)
         if self.max_think_ratio is not None and not 0.0 <= self.max_think_ratio <= 1.0:
             raise ValueError(f"max_think_ratio must be within 0..1, got {self.max_think_ratio}")
         if self.max_thought_tokens < 1:

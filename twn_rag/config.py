@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
 
+from twn_rag.budget import check_threshold
+
 CONFIG_FILENAME = "twn_config.json"
 # The released checkpoint: what the CLI and the integrations load when given no model.
 DEFAULT_MODEL = "zhanglx/TWN-4B"
@@ -66,10 +68,7 @@ class TWNConfig:
                 raise ValueError(f"twn_config gate_threshold has unknown roles {unknown}; roles: {list(ROLES)}")
             self.gate_threshold = {role: self.gate_threshold.get(role, DEFAULT_GATE_THRESHOLD) for role in ROLES}
         for role in ROLES:
-            if not 0.0 <= self.threshold(role) <= 1.0:
-                raise ValueError(
-                    f"twn_config gate_threshold for {role}s must be within 0..1, got {self.threshold(role)}"
-                )
+            check_threshold(self.threshold(role), f"twn_config gate_threshold for {role}s")
         self.instructions = {**DEFAULT_INSTRUCTIONS, **self.instructions}
         self.reasoning_instructions = {
             **DEFAULT_REASONING_INSTRUCTIONS,
