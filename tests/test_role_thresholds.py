@@ -47,9 +47,9 @@ def split_thresholds(embedder, toy):
 @pytest.fixture(scope="module")
 def per_role(tiny_ckpt, split_thresholds, tmp_path_factory):
     """The tiny TWN with ``split_thresholds`` in its ``twn_config.json``."""
-    checkpoint = tmp_path_factory.mktemp("per-role") / "twn"
-    shutil.copytree(tiny_ckpt.parent, checkpoint.parent, dirs_exist_ok=True)
-    checkpoint = checkpoint.parent / tiny_ckpt.name
+    root = tmp_path_factory.mktemp("per-role")
+    shutil.copytree(tiny_ckpt.parent, root, dirs_exist_ok=True)  # the checkpoint and the backbone beside it
+    checkpoint = root / tiny_ckpt.name
     config_path = checkpoint / CONFIG_FILENAME
     config = json.loads(config_path.read_text())
     config_path.write_text(json.dumps({**config, "gate_threshold": split_thresholds}))
