@@ -46,6 +46,7 @@ from pretrain import build_pretrained_backbone, fact_recall, ticket_recall
 from task import COLOUR_RGB, NUM_CARDS, PAGE_PIXELS, build_world, write_jsonl
 
 from twn_rag import TWNConfig, TWNEmbedder
+from twn_rag.config import ROLES
 from twn_rag.mini import TEST_SPLIT_DIRNAME, WORLD_FILENAME
 from twn_rag.training import (
     GateArguments,
@@ -221,7 +222,7 @@ def report(checkpoint: Path, data: Path) -> dict:
     role, and per query kind Recall@1 never -> always."""
     embedder = TWNEmbedder.from_pretrained(checkpoint, device="cpu", dtype="float32")
     split = embed_split(embedder, data / "test.jsonl")
-    thresholds = {role: embedder.config.threshold(role) for role in ("query", "document")}
+    thresholds = {role: embedder.config.threshold(role) for role in ROLES}
     rows = budget_rows(split, thresholds, GATE_DELTA)
     # The validation split (the gate's labels come from it) picks the seed to ship.
     validation_rows = budget_rows(embed_split(embedder, data / "validation.jsonl"), thresholds, GATE_DELTA)

@@ -365,24 +365,19 @@ def train_gate(
     logger.info("gate labels: %s", label_summary(gate_data, args.delta))
     features = gate_data.features.to(model.device)
     targets = gate_data.targets(args.delta, args.label_temperature).to(model.device)
-    query_train = [i for i in train_rows if gate_data.roles[i] == "query"] or train_rows
     calibration = None
     if args.calibration_folds is not None:
-        threshold, calibration = _crossfit_calibration(model, gate_data, features, targets, train_rows, args, autocast)
+        thresholds, calibration = _crossfit_calibration(model, gate_data, features, targets, train_rows, args, autocast)
     fit_gate(model, features, targets, train_rows, args, autocast, on_step_end)
     with torch.no_grad():
         scores = model.gate(features).cpu().numpy()
-    if args.target_think_rate is not None:
-        threshold = calibrate(scores[query_train], args.target_think_rate)
-    elif calibration is None:
+    if calibration is None:
         threshold = DEFAULT_GATE_THRESHOLD
-    # Cross-fitted, the threshold is the queries' own; documents keep the default (see the module docstring).
-    thresholds = {role: float(threshold) for role in ROLES}
-    if calibration is not None:
-        thresholds["document"] = DEFAULT_GATE_THRESHOLD
-        model.config.gate_threshold = thresholds
-    else:
-        model.config.gate_threshold = float(threshold)
+        if args.target_think_rate is not None:
+            query_train = [i for i in train_rows if gate_data.roles[i] == "query"] or train_rows
+            threshold = calibrate(scores[query_train], args.target_think_rate)
+        thresholds = {role: float(threshold) for role in ROLES}
+    model.config.gate_threshold = thresholds if calibration is not None else thresholds["query"]
     row_thresholds = np.array([thresholds[role] for role in gate_data.roles])
 
     def split_metrics(rows: Sequence[int]) -> dict:
@@ -397,7 +392,7 @@ def train_gate(
     report = {
         "delta": args.delta,
         "label_temperature": args.label_temperature,
-        "threshold": float(threshold),
+        "threshold": thresholds["query"],
         "thresholds": thresholds,
         "target_think_rate": args.target_think_rate,
         "calibration": calibration,
@@ -425,18 +420,19 @@ def fit_gate(
     args: GateArguments,
     autocast: bool = False,
     on_step_end: Callable[[int, dict], None] | None = None,
+    checkpoints: bool = True,
 ) -> None:
     """Train ``model.gate`` from a fresh initialisation seeded with ``args.seed`` on ``features``
     and ``targets`` of ``rows``: class-balanced BCE (by the expected number of positives among
-    those targets), ``args``' optimiser, epochs and batches; its log and final checkpoint go to
-    ``args.output_dir`` (resumed there when ``args.resume``)."""
+    those targets), ``args``' optimiser, epochs and batches; its log and (with ``checkpoints``)
+    its final checkpoint go to ``args.output_dir`` (resumed there when ``args.resume``)."""
     _reset_gate(model.gate, args.seed)
     index = torch.tensor(list(rows), device=model.device)
     positives = float(targets[index].sum())
     if not 0 < positives < len(rows):
         raise ValueError(f"the gate cannot learn {len(rows)} rows whose targets are all of one class")
     pos_weight = torch.tensor((len(rows) - positives) / positives, device=model.device)
-    loop = TrainingLoop("gate", model, args, [GATE_PART], args.total_steps(len(rows)), autocast)
+    loop = TrainingLoop("gate", model, args, [GATE_PART], args.total_steps(len(rows)), autocast, checkpoints)
 
     def step(step_index: int, micro: int) -> dict[str, float]:
         batch = index[loop.micro_batch(step_index, micro, len(rows))]
@@ -471,7 +467,7 @@ def crossfit_scores(
 ) -> np.ndarray:
     """Held-out gate scores of ``rows`` (in their order): for each of ``args.calibration_repeats``
     draws of ``args.calibration_folds`` folds (``calibration_folds``), the gate is fitted
-    (``fit_gate``, each fit its own seed, in a scratch folder) on the rows outside one fold
+    (``fit_gate``, each fit its own seed, its log in a scratch folder, no checkpoint) on the rows outside one fold
     and scores the rows inside it; each row's scores are averaged over the repeats. Leaves
     ``model.gate`` holding the last fit."""
     rows = list(rows)
@@ -489,7 +485,7 @@ def crossfit_scores(
                     args, output_dir=scratch, resume=False, seed=args.seed + 1 + repeat * folds + k
                 )
                 try:
-                    fit_gate(model, features, targets, outside, fold_args, autocast)
+                    fit_gate(model, features, targets, outside, fold_args, autocast, checkpoints=False)
                 except ValueError as error:
                     raise ValueError(f"calibration fold {k + 1} of {folds}: {error}; use fewer folds") from error
             with torch.no_grad():
@@ -519,10 +515,11 @@ def _crossfit_calibration(
     train_rows: Sequence[int],
     args: GateArguments,
     autocast: bool,
-) -> tuple[float, dict]:
-    """The cross-fitted query threshold (``net_gain_threshold`` of the held-out scores of the
-    query rows among ``train_rows``) and its report: the net gain at every candidate and, per
-    role, the held-out metrics (at that threshold for queries, 0.5 for documents)."""
+) -> tuple[dict[str, float], dict]:
+    """The thresholds per role, the queries' cross-fitted (``net_gain_threshold`` of the
+    held-out scores of the query rows among ``train_rows``) and the documents' the default
+    (see the module docstring), and the report: the net gain at every candidate and, per role,
+    the held-out metrics at its threshold."""
     scores = dict(
         zip(train_rows, crossfit_scores(model, features, targets, gate_data.roles, train_rows, args, autocast))
     )
@@ -530,20 +527,19 @@ def _crossfit_calibration(
     queries = rows_of["query"]
     gains = gate_data.gains().numpy()
     threshold, net_gains = net_gain_threshold([scores[i] for i in queries], gains[queries])
+    thresholds = {"query": threshold, "document": DEFAULT_GATE_THRESHOLD}
     labels = gate_data.labels(args.delta).numpy()
     report = {
         "folds": args.calibration_folds,
         "repeats": args.calibration_repeats,
         "net_gain": {f"{t:g}": round(g, 6) for t, g in net_gains.items()},
         "heldout": {
-            role: binary_metrics(
-                [scores[i] for i in rows], labels[rows], threshold if role == "query" else DEFAULT_GATE_THRESHOLD
-            )
+            role: binary_metrics([scores[i] for i in rows], labels[rows], thresholds[role])
             for role, rows in rows_of.items()
             if rows
         },
     }
-    return threshold, report
+    return thresholds, report
 
 
 def _reset_gate(gate: GateMLP, seed: int) -> None:

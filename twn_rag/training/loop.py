@@ -133,7 +133,8 @@ def seed_step(seed: int, step: int) -> None:
 
 class TrainingLoop:
     """Optimizer, schedule, accumulation, clipping, logging, checkpoints and resume for one
-    stage (``"sft"``, ``"gate"`` or ``"rl"``) training ``parts`` of ``model``."""
+    stage (``"sft"``, ``"gate"`` or ``"rl"``) training ``parts`` of ``model``. With
+    ``checkpoints=False`` (scratch fits whose result is read off the model) nothing is saved."""
 
     def __init__(
         self,
@@ -143,8 +144,10 @@ class TrainingLoop:
         parts: Iterable[str],
         total_steps: int,
         autocast: bool = False,
+        checkpoints: bool = True,
     ):
         self.stage = stage
+        self.save_checkpoints = checkpoints
         self.model = model
         self.args = args
         self.total_steps = total_steps
@@ -212,7 +215,9 @@ class TrainingLoop:
                 bar.update(1)
                 bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k.endswith(("loss", "reward"))})
                 done = step + 1
-                if done == self.total_steps or (self.args.save_every and done % self.args.save_every == 0):
+                if self.save_checkpoints and (
+                    done == self.total_steps or (self.args.save_every and done % self.args.save_every == 0)
+                ):
                     self.save_checkpoint(done)
                 if on_step_end is not None:
                     on_step_end(done, record)
